@@ -1,0 +1,125 @@
+//! The `stompbox` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_TOML};
+use crate::server::Server;
+use crate::telemetry::{self, LogFormat};
+
+/// Stompbox: a STOMP-over-WebSocket message broker.
+#[derive(Debug, Parser)]
+#[command(name = "stompbox", version, about)]
+pub struct Cli {
+    /// Configuration file. Default: ./broker.toml when present, else built-in defaults.
+    #[arg(long, short = 'c', global = true)]
+    pub config: Option<PathBuf>,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do; without a subcommand the broker runs.
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the broker (the default).
+    Run,
+    /// Validate a configuration file and report errors with line and column.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the documented default configuration.
+    PrintConfig,
+}
+
+/// Entry point of the binary. Printing to stdout is its job (print-config, check-config).
+#[allow(clippy::print_stdout)]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::PrintConfig) => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            ExitCode::SUCCESS
+        }
+        Some(Cmd::CheckConfig { ref file }) => match Config::load(file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Cmd::Run) | None => run(&cli),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, crate::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None if Path::new("broker.toml").exists() => Config::load(Path::new("broker.toml")),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run(cli: &Cli) -> ExitCode {
+    telemetry::init(cli.verbose, cli.log_format);
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        server.run_until(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,378 @@
+//! The broker's configuration: the TOML schema, its documented defaults, and validation.
+//!
+//! Every section is `deny_unknown_fields`, so a typo in `broker.toml` is an error with a line and
+//! column instead of a silently ignored setting. Every field has a default, and `broker.toml` at
+//! the repository root documents each one; `stompbox print-config` prints that file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pattern::{Pattern, PatternError};
+
+/// The documented default configuration, embedded so `stompbox print-config` can print it.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../broker.toml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema; the text carries line and column.
+    #[error("{0}")]
+    Parse(String),
+    /// The values parsed but do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listeners, connection limits and timeouts.
+    pub server: ServerConfig,
+    /// WebSocket transport settings.
+    pub websocket: WebSocketConfig,
+    /// STOMP protocol limits and heart-beats.
+    pub stomp: StompConfig,
+    /// The bounds of each connection's outgoing queue.
+    pub outbox: OutboxConfig,
+    /// Which destinations the broker serves and its default policies.
+    pub broker: BrokerConfig,
+    /// Per-destination settings, matched by pattern; the first matching entry wins.
+    pub destinations: Vec<DestinationRule>,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The HTTP listener: WebSocket endpoint, `/healthz` and `/metrics`.
+    pub websocket: SocketAddr,
+    /// The path of the WebSocket endpoint.
+    pub websocket_path: String,
+    /// Raw STOMP over TCP; absent means off.
+    pub tcp: Option<SocketAddr>,
+    /// Connections accepted at once, over all listeners; further connections are refused.
+    pub max_connections: usize,
+    /// Time allowed for the HTTP request line and headers of the WebSocket handshake.
+    pub handshake_timeout_ms: u64,
+    /// Time allowed between the connection opening and a complete CONNECT frame.
+    pub connect_timeout_ms: u64,
+    /// Time a single write to a client may block before the client is dropped.
+    pub write_timeout_ms: u64,
+    /// How long a shutdown waits for sessions to flush and close before exiting anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            websocket: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            websocket_path: "/ws".to_owned(),
+            tcp: None,
+            max_connections: 100_000,
+            handshake_timeout_ms: 10_000,
+            connect_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// `[websocket]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// Largest single WebSocket message accepted; 0 means `stomp.max_frame_size` + 1 KiB.
+    /// A STOMP frame may still span several WebSocket messages (stomp.js `splitLargeFrames`).
+    pub max_message_size: usize,
+    /// Initial read buffer per connection. Small keeps idle connections cheap.
+    pub read_buffer_size: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 0,
+            read_buffer_size: 4096,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// The effective WebSocket message limit.
+    pub fn effective_max_message_size(&self, stomp: &StompConfig) -> usize {
+        if self.max_message_size == 0 {
+            stomp.max_frame_size.saturating_add(1024)
+        } else {
+            self.max_message_size
+        }
+    }
+}
+
+/// `[stomp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StompConfig {
+    /// Largest STOMP frame (command, headers, body), whole or assembled from pieces.
+    pub max_frame_size: usize,
+    /// Most header lines in one frame.
+    pub max_header_lines: usize,
+    /// Longest header line, in bytes.
+    pub max_header_line_len: usize,
+    /// The server's heart-beat preference `[send, receive]` in milliseconds; 0 disables a side.
+    pub heartbeat: [u64; 2],
+    /// Extra time, beyond the negotiated interval, before a silent client is disconnected.
+    pub heartbeat_grace_ms: u64,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Unacknowledged deliveries per subscription when SUBSCRIBE names no `prefetch-count`,
+    /// and the upper bound of any `prefetch-count`.
+    pub max_unacked: u32,
+    /// Open transactions one connection may hold.
+    pub max_transactions: usize,
+    /// Frames (SEND, ACK, NACK) one transaction may hold.
+    pub max_transaction_frames: usize,
+    /// Body bytes one transaction may hold.
+    pub max_transaction_bytes: usize,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 65_536,
+            max_header_lines: 64,
+            max_header_line_len: 8_192,
+            heartbeat: [10_000, 10_000],
+            heartbeat_grace_ms: 5_000,
+            max_subscriptions: 1_000,
+            max_unacked: 1_000,
+            max_transactions: 16,
+            max_transaction_frames: 1_000,
+            max_transaction_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[outbox]`: each connection's queue of frames waiting to be written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Frames queued per connection before the slow-consumer policy applies.
+    pub max_messages: usize,
+    /// Bytes queued per connection before the slow-consumer policy applies.
+    pub max_bytes: usize,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 1_024,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// What happens to a message for a subscriber whose outbox is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumerPolicy {
+    /// Drop the message for that subscriber only, and count it.
+    #[default]
+    Drop,
+    /// Send ERROR "slow consumer" and close that subscriber's connection.
+    Disconnect,
+}
+
+/// How a destination distributes messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationMode {
+    /// Every matching subscription gets every message (Spring's simple broker).
+    #[default]
+    Broadcast,
+    /// Competing consumers: each message goes to one subscriber, round robin, and waits in the
+    /// queue while no subscriber is connected.
+    Queue,
+}
+
+/// `[broker]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Destination prefixes served by the broker (plain prefix match, as Spring's
+    /// `enableSimpleBroker`).
+    pub prefixes: Vec<String>,
+    /// The separator of destination segments for patterns: "/" or ".".
+    pub path_separator: String,
+    /// Default slow-consumer policy for destinations that do not set one.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Default bound of messages held by a queue-mode destination.
+    pub max_pending: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            prefixes: vec!["/topic".to_owned(), "/queue".to_owned()],
+            path_separator: "/".to_owned(),
+            slow_consumer: SlowConsumerPolicy::Drop,
+            max_pending: 10_000,
+        }
+    }
+}
+
+/// One `[[destinations]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationRule {
+    /// Ant-style pattern of the destinations this rule covers.
+    pub pattern: String,
+    /// Broadcast (default) or queue.
+    #[serde(default)]
+    pub mode: DestinationMode,
+    /// Overrides `[broker] slow_consumer`.
+    #[serde(default)]
+    pub slow_consumer: Option<SlowConsumerPolicy>,
+    /// Overrides `[broker] max_pending` (queue mode).
+    #[serde(default)]
+    pub max_pending: Option<usize>,
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse(msg) => ConfigError::Parse(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Checks what serde cannot: relations between values and pattern syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if !self.server.websocket_path.starts_with('/') {
+            return invalid("server.websocket_path must start with '/'".into());
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections must be at least 1".into());
+        }
+        if self.stomp.max_frame_size < 256 {
+            return invalid("stomp.max_frame_size must be at least 256 bytes".into());
+        }
+        if self.stomp.max_header_lines == 0 || self.stomp.max_header_line_len < 64 {
+            return invalid(
+                "stomp.max_header_lines must be at least 1 and stomp.max_header_line_len at least 64"
+                    .into(),
+            );
+        }
+        if self.stomp.max_unacked == 0 {
+            return invalid("stomp.max_unacked must be at least 1".into());
+        }
+        if self.outbox.max_messages == 0 || self.outbox.max_bytes < self.stomp.max_frame_size {
+            return invalid(
+                "outbox.max_messages must be at least 1 and outbox.max_bytes at least stomp.max_frame_size"
+                    .into(),
+            );
+        }
+        if self.websocket.read_buffer_size < 256 {
+            return invalid("websocket.read_buffer_size must be at least 256".into());
+        }
+        let sep = self.separator()?;
+        if self.broker.prefixes.is_empty() {
+            return invalid("broker.prefixes must name at least one prefix".into());
+        }
+        for p in &self.broker.prefixes {
+            if !p.starts_with('/') {
+                return invalid(format!("broker prefix {p:?} must start with '/'"));
+            }
+        }
+        for (i, rule) in self.destinations.iter().enumerate() {
+            if let Err(e) = Pattern::parse(&rule.pattern, sep) {
+                return invalid(format!("destinations[{i}].pattern {:?}: {e}", rule.pattern));
+            }
+            if !self.broker.prefixes.iter().any(|p| rule.pattern.starts_with(p.as_str())) {
+                return invalid(format!(
+                    "destinations[{i}].pattern {:?} is outside every broker prefix {:?}",
+                    rule.pattern, self.broker.prefixes
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pattern segment separator as a byte.
+    pub fn separator(&self) -> Result<u8, ConfigError> {
+        match self.broker.path_separator.as_str() {
+            "/" => Ok(b'/'),
+            "." => Ok(b'.'),
+            other => Err(ConfigError::Invalid(format!(
+                "broker.path_separator must be \"/\" or \".\", not {other:?}"
+            ))),
+        }
+    }
+
+    /// Milliseconds to a `Duration`, for the `*_ms` settings.
+    pub fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+}
+
+impl From<PatternError> for ConfigError {
+    fn from(e: PatternError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_parse_and_match_the_code() {
+        let from_file = Config::from_toml(DEFAULT_CONFIG_TOML).expect("broker.toml is valid");
+        let builtin = Config::default();
+        assert_eq!(from_file.server.websocket, builtin.server.websocket);
+        assert_eq!(from_file.server.websocket_path, builtin.server.websocket_path);
+        assert_eq!(from_file.stomp.max_frame_size, builtin.stomp.max_frame_size);
+        assert_eq!(from_file.stomp.heartbeat, builtin.stomp.heartbeat);
+        assert_eq!(from_file.outbox.max_bytes, builtin.outbox.max_bytes);
+        assert_eq!(from_file.broker.prefixes, builtin.broker.prefixes);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_position() {
+        let err = Config::from_toml("[server]\nwebsockett = \"127.0.0.1:1\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("websockett"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        let err = Config::from_toml("[[destinations]]\npattern = \"/queue/a**b\"\nmode = \"queue\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("destinations[0]"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! The HTTP listener: the WebSocket endpoint, `/healthz` and `/metrics`, on one port.
+//!
+//! hyper parses HTTP (with a deadline on the request head, which bounds slow handshakes);
+//! this module validates the WebSocket upgrade, picks the STOMP subprotocol, answers 101 and
+//! hands the upgraded stream to tokio-tungstenite and a session.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tracing::debug;
+
+use crate::broker::Broker;
+use crate::session;
+use crate::transport::Transport;
+
+/// The STOMP subprotocols, in no particular order: the client's order decides.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+
+type Body = Full<Bytes>;
+
+/// Serves one accepted TCP connection as HTTP/1.1 until it closes or upgrades.
+pub async fn serve_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let handshake_timeout = Duration::from_millis(broker.config.server.handshake_timeout_ms);
+    // The permit follows the connection: the upgrade handler moves it into the session task.
+    let permit = Arc::new(Mutex::new(Some(permit)));
+    let shutdown = broker.shutdown.clone();
+    let svc_broker = Arc::clone(&broker);
+    let service = service_fn(move |req| {
+        let broker = Arc::clone(&svc_broker);
+        let permit = Arc::clone(&permit);
+        async move { Ok::<_, Infallible>(route(broker, req, peer, &permit)) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!(%peer, error = %e, "http connection ended");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+fn route(
+    broker: Arc<Broker>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    permit: &Mutex<Option<OwnedSemaphorePermit>>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    if path == broker.config.server.websocket_path {
+        return upgrade(broker, req, peer, permit);
+    }
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(broker.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// The first subprotocol the client offered that the broker speaks, in the client's order.
+pub fn select_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .find_map(|offered| {
+            SUBPROTOCOLS
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(offered))
+                .copied()
+        })
+}
+
+fn upgrade(
+    broker: Arc<Broker>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    permit: &Mutex<Option<OwnedSemaphorePermit>>,
+) -> Response<Body> {
+    let h = req.headers();
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "the WebSocket endpoint accepts GET only\n");
+    }
+    if !header_has_token(h, header::UPGRADE, "websocket")
+        || !header_has_token(h, header::CONNECTION, "upgrade")
+    {
+        return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade request\n");
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        let mut r = text(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 is required\n");
+        r.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let protocol = select_subprotocol(h);
+    let Some(permit) = permit.lock().ok().and_then(|mut p| p.take()) else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+    };
+
+    let cfg = &broker.config;
+    let limit = cfg.websocket.effective_max_message_size(&cfg.stomp);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(cfg.websocket.read_buffer_size)
+        // Frames accumulate up to this size before a write; the session flushes each batch.
+        .write_buffer_size(64 * 1024)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let tracker = broker.tracker.clone();
+    tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                debug!(%peer, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        session::run(broker, Transport::websocket(ws, limit), peer).await;
+        drop(permit);
+    });
+
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hm = r.headers_mut();
+    hm.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    hm.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        hm.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = protocol {
+        hm.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subprotocol_follows_the_clients_order() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v11.stomp, v12.stomp"),
+        );
+        assert_eq!(select_subprotocol(&h), Some("v11.stomp"));
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("mqtt"));
+        assert_eq!(select_subprotocol(&h), None);
+        assert_eq!(select_subprotocol(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! A published message: prepared once, shared by every delivery.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use stomp_codec::{Delivery as WireDelivery, Headers, PreparedMessage, Version};
+
+use crate::wire::WireFrame;
+
+/// SEND headers that describe the SEND itself and never reach subscribers.
+const NOT_PASSED_THROUGH: &[&str] = &[
+    "destination",
+    "message-id",
+    "subscription",
+    "ack",
+    "receipt",
+    "transaction",
+    "content-length",
+    "redelivered",
+];
+
+/// A message on its way to subscribers. Built once per publish and shared through `Arc`.
+#[derive(Debug)]
+pub struct Published {
+    /// Destination, message-id, user headers and body, escaped once.
+    pub prepared: PreparedMessage,
+    /// Whether deliveries go out as WebSocket text (body UTF-8 and not `application/octet-stream`).
+    pub text: bool,
+}
+
+impl Published {
+    /// Builds a message from a SEND's headers and body, keeping every user header in order.
+    pub fn from_send(destination: &str, message_id: &str, headers: &Headers, body: Bytes) -> Self {
+        let pass = headers.iter().filter(|(name, _)| {
+            !NOT_PASSED_THROUGH
+                .iter()
+                .any(|skip| skip.as_bytes() == name.as_ref())
+        });
+        let text = is_text(headers.get("content-type"), &body);
+        let prepared = PreparedMessage::new(
+            destination.as_bytes(),
+            message_id.as_bytes(),
+            pass.map(|(n, v)| (n.as_ref(), v.as_ref())),
+            body,
+        );
+        Self { prepared, text }
+    }
+
+    /// Encodes one delivery into a fresh frame.
+    pub fn encode(&self, version: Version, d: &WireDelivery<'_>) -> WireFrame {
+        let mut out = bytes::BytesMut::with_capacity(self.prepared.encoded_len(d));
+        self.prepared.encode_delivery(version, d, &mut out);
+        WireFrame::new(out.freeze(), self.text)
+    }
+
+    /// Size to account for in an outbox before encoding.
+    pub fn size_hint(&self) -> usize {
+        self.prepared.encoded_len(&WireDelivery::default()) + 64
+    }
+}
+
+/// Text unless the body is not UTF-8 or is declared `application/octet-stream`.
+fn is_text(content_type: Option<&[u8]>, body: &[u8]) -> bool {
+    if let Some(ct) = content_type {
+        let ct = ct.trim_ascii_start();
+        if ct.len() >= 24 && ct[..24].eq_ignore_ascii_case(b"application/octet-stream") {
+            return false;
+        }
+    }
+    std::str::from_utf8(body).is_ok()
+}
+
+/// Message ids: a per-process prefix and a counter, so ids never repeat across restarts and
+/// sort by publication order within one process.
+#[derive(Debug)]
+pub struct MessageIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl MessageIds {
+    /// A generator whose prefix is derived from the start time.
+    pub fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Self {
+            prefix: to_base36(nanos / 1_000),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The next id.
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut s = String::with_capacity(self.prefix.len() + 12);
+        s.push_str(&self.prefix);
+        s.push('-');
+        let _ = write!(s, "{n}");
+        s
+    }
+}
+
+impl Default for MessageIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn to_base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_or_binary() {
+        assert!(is_text(None, b"hello"));
+        assert!(is_text(Some(b"application/json"), b"{}"));
+        assert!(!is_text(Some(b"application/octet-stream"), b"hello"));
+        assert!(!is_text(None, &[0xff, 0xfe]));
+    }
+
+    #[test]
+    fn ids_are_unique_and_increasing() {
+        let ids = MessageIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert!(a.ends_with("-1") && b.ends_with("-2"));
+    }
+}

@@ -1,0 +1,286 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+//!
+//! Counters that move per frame are accumulated per session (`LocalCounters`) and added to the
+//! shared counters once per batch, so the hot path does not bounce a shared cache line per
+//! message between cores.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use stomp_codec::Command;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabel {
+    command: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+/// Why a message did not reach a subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The subscriber's outbox or prefetch window was full.
+    SlowConsumer,
+    /// A queue-mode destination was over `max_pending`.
+    QueueFull,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 2] = [DropReason::SlowConsumer, DropReason::QueueFull];
+
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::SlowConsumer => "slow_consumer",
+            DropReason::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Why a connection was closed by the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A protocol error (ERROR frame sent).
+    ProtocolError,
+    /// No heart-beat from the client within the negotiated interval plus grace.
+    HeartbeatTimeout,
+    /// The slow-consumer policy disconnected it.
+    SlowConsumer,
+    /// A write did not complete within `write_timeout_ms`.
+    WriteTimeout,
+    /// No CONNECT frame within `connect_timeout_ms`.
+    ConnectTimeout,
+}
+
+impl CloseReason {
+    const ALL: [CloseReason; 5] = [
+        CloseReason::ProtocolError,
+        CloseReason::HeartbeatTimeout,
+        CloseReason::SlowConsumer,
+        CloseReason::WriteTimeout,
+        CloseReason::ConnectTimeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::ConnectTimeout => "connect_timeout",
+        }
+    }
+}
+
+/// Every metric the broker exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open connections (after the WebSocket or TCP accept).
+    pub connections: Gauge,
+    connections_total: [Counter; 2],
+    /// Live subscriptions.
+    pub subscriptions: Gauge,
+    frames_in: Vec<Counter>,
+    frames_out: Vec<Counter>,
+    /// Messages accepted from SEND (or the API) for routing.
+    pub published: Counter,
+    /// Deliveries handed to subscribers' outboxes.
+    pub delivered: Counter,
+    dropped: Vec<Counter>,
+    closed: Vec<Counter>,
+    /// Bytes read from clients.
+    pub bytes_in: Counter,
+    /// Bytes written to clients.
+    pub bytes_out: Counter,
+    /// Messages waiting in queue-mode destinations.
+    pub queued: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("stompbox");
+        let connections = Gauge::default();
+        registry.register("connections", "Open client connections", connections.clone());
+        let conn_family = Family::<TransportLabel, Counter>::default();
+        registry.register(
+            "connections_accepted",
+            "Connections accepted, by transport",
+            conn_family.clone(),
+        );
+        let connections_total = ["websocket", "tcp"]
+            .map(|t| conn_family.get_or_create(&TransportLabel { transport: t }).clone());
+        let subscriptions = Gauge::default();
+        registry.register("subscriptions", "Live subscriptions", subscriptions.clone());
+        let fin = Family::<CommandLabel, Counter>::default();
+        registry.register("frames_received", "STOMP frames received, by command", fin.clone());
+        let fout = Family::<CommandLabel, Counter>::default();
+        registry.register("frames_sent", "STOMP frames sent, by command", fout.clone());
+        let per_command = |f: &Family<CommandLabel, Counter>| {
+            Command::ALL
+                .iter()
+                .map(|c| f.get_or_create(&CommandLabel { command: c.as_str() }).clone())
+                .collect::<Vec<_>>()
+        };
+        let frames_in = per_command(&fin);
+        let frames_out = per_command(&fout);
+        let published = Counter::default();
+        registry.register("messages_published", "Messages published to broker destinations", published.clone());
+        let delivered = Counter::default();
+        registry.register("messages_delivered", "Message deliveries queued to subscribers", delivered.clone());
+        let drop_family = Family::<ReasonLabel, Counter>::default();
+        registry.register("messages_dropped", "Deliveries dropped, by reason", drop_family.clone());
+        let dropped = DropReason::ALL
+            .iter()
+            .map(|r| drop_family.get_or_create(&ReasonLabel { reason: r.label() }).clone())
+            .collect();
+        let close_family = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "disconnects",
+            "Connections closed by the broker, by reason (slow_consumer counts slow-consumer disconnects)",
+            close_family.clone(),
+        );
+        let closed = CloseReason::ALL
+            .iter()
+            .map(|r| close_family.get_or_create(&ReasonLabel { reason: r.label() }).clone())
+            .collect();
+        let bytes_in = Counter::default();
+        registry.register("received_bytes", "Bytes received from clients", bytes_in.clone());
+        let bytes_out = Counter::default();
+        registry.register("sent_bytes", "Bytes sent to clients", bytes_out.clone());
+        let queued = Gauge::default();
+        registry.register("queued_messages", "Messages waiting in queue-mode destinations", queued.clone());
+        Self {
+            registry,
+            connections,
+            connections_total,
+            subscriptions,
+            frames_in,
+            frames_out,
+            published,
+            delivered,
+            dropped,
+            closed,
+            bytes_in,
+            bytes_out,
+            queued,
+        }
+    }
+
+    /// Counts an accepted connection.
+    pub fn accepted(&self, websocket: bool) {
+        self.connections_total[usize::from(!websocket)].inc();
+    }
+
+    /// Counts dropped deliveries.
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.dropped[reason as usize].inc_by(n);
+        }
+    }
+
+    /// Counts a broker-initiated close.
+    pub fn closed(&self, reason: CloseReason) {
+        self.closed[reason as usize].inc();
+    }
+
+    /// The current values in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn command_index(c: Command) -> usize {
+    Command::ALL.iter().position(|x| *x == c).unwrap_or(0)
+}
+
+/// A session's private tally, added to the shared counters by `flush`.
+#[derive(Debug, Default)]
+pub struct LocalCounters {
+    frames_in: [u64; 15],
+    frames_out: [u64; 15],
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl LocalCounters {
+    /// One frame received.
+    pub fn frame_in(&mut self, c: Command) {
+        self.frames_in[command_index(c)] += 1;
+    }
+
+    /// One frame sent.
+    pub fn frame_out(&mut self, c: Command) {
+        self.frames_out[command_index(c)] += 1;
+    }
+
+    /// Bytes received.
+    pub fn bytes_in(&mut self, n: usize) {
+        self.bytes_in += n as u64;
+    }
+
+    /// Bytes sent.
+    pub fn bytes_out(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+
+    /// Adds the tally to `m` and resets it.
+    pub fn flush(&mut self, m: &Metrics) {
+        for (i, n) in self.frames_in.iter_mut().enumerate() {
+            if *n > 0 {
+                m.frames_in[i].inc_by(*n);
+                *n = 0;
+            }
+        }
+        for (i, n) in self.frames_out.iter_mut().enumerate() {
+            if *n > 0 {
+                m.frames_out[i].inc_by(*n);
+                *n = 0;
+            }
+        }
+        if self.bytes_in > 0 {
+            m.bytes_in.inc_by(std::mem::take(&mut self.bytes_in));
+        }
+        if self.bytes_out > 0 {
+            m.bytes_out.inc_by(std::mem::take(&mut self.bytes_out));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::new();
+        let mut local = LocalCounters::default();
+        local.frame_in(Command::Send);
+        local.frame_out(Command::Message);
+        local.flush(&m);
+        m.dropped(DropReason::SlowConsumer, 2);
+        let text = m.render();
+        assert!(text.contains("stompbox_frames_received_total{command=\"SEND\"} 1"), "{text}");
+        assert!(text.contains("stompbox_frames_sent_total{command=\"MESSAGE\"} 1"), "{text}");
+        assert!(text.contains("stompbox_messages_dropped_total{reason=\"slow_consumer\"} 2"), "{text}");
+    }
+}

@@ -1,0 +1,125 @@
+//! Where a destination goes: which prefix serves it and which per-destination rule applies.
+//!
+//! Broker prefixes are plain prefix matches, as in Spring's `enableSimpleBroker("/topic",
+//! "/queue")`. Application (`/app`) and user (`/user`) prefixes are resolved here too once they
+//! are configured; a destination that no prefix serves is refused with a clear ERROR rather than
+//! dropped silently.
+
+use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
+use crate::pattern::Pattern;
+
+/// The settings that apply to one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Broadcast or queue.
+    pub mode: DestinationMode,
+    /// What happens when a subscriber's outbox is full.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Queue bound.
+    pub max_pending: usize,
+}
+
+/// The outcome of routing a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Served by the broker under this rule.
+    Broker(Rule),
+    /// No prefix serves it.
+    Unserved,
+}
+
+/// The routing table, built once from the configuration.
+#[derive(Debug)]
+pub struct Router {
+    broker_prefixes: Vec<String>,
+    rules: Vec<(Pattern, Rule)>,
+    default: Rule,
+    separator: u8,
+}
+
+impl Router {
+    /// Builds the table. The configuration was validated, so patterns compile.
+    pub fn new(config: &Config) -> Self {
+        let separator = config.separator().unwrap_or(b'/');
+        let default = Rule {
+            mode: DestinationMode::Broadcast,
+            slow_consumer: config.broker.slow_consumer,
+            max_pending: config.broker.max_pending,
+        };
+        let rules = config
+            .destinations
+            .iter()
+            .filter_map(|r| {
+                let pattern = Pattern::parse(&r.pattern, separator).ok()?;
+                Some((
+                    pattern,
+                    Rule {
+                        mode: r.mode,
+                        slow_consumer: r.slow_consumer.unwrap_or(default.slow_consumer),
+                        max_pending: r.max_pending.unwrap_or(default.max_pending),
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            broker_prefixes: config.broker.prefixes.clone(),
+            rules,
+            default,
+            separator,
+        }
+    }
+
+    /// Routes a destination (a SEND's, or a SUBSCRIBE's, which may be a pattern).
+    pub fn route(&self, destination: &str) -> Route {
+        if !self
+            .broker_prefixes
+            .iter()
+            .any(|p| destination.starts_with(p.as_str()))
+        {
+            return Route::Unserved;
+        }
+        let rule = self
+            .rules
+            .iter()
+            .find(|(p, _)| p.matches(destination))
+            .map(|(_, r)| *r)
+            .unwrap_or(self.default);
+        Route::Broker(rule)
+    }
+
+    /// The broker prefixes, for error messages.
+    pub fn broker_prefixes(&self) -> &[String] {
+        &self.broker_prefixes
+    }
+
+    /// The segment separator for patterns.
+    pub fn separator(&self) -> u8 {
+        self.separator
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_rules() {
+        let config = Config::from_toml(
+            "[[destinations]]\npattern = \"/queue/work.*\"\nmode = \"queue\"\nslow_consumer = \"disconnect\"\n",
+        )
+        .unwrap();
+        let r = Router::new(&config);
+        assert_eq!(r.route("/app/x"), Route::Unserved);
+        match r.route("/queue/work.a") {
+            Route::Broker(rule) => {
+                assert_eq!(rule.mode, DestinationMode::Queue);
+                assert_eq!(rule.slow_consumer, SlowConsumerPolicy::Disconnect);
+            }
+            other => panic!("{other:?}"),
+        }
+        match r.route("/topic/x") {
+            Route::Broker(rule) => assert_eq!(rule.mode, DestinationMode::Broadcast),
+            other => panic!("{other:?}"),
+        }
+    }
+}

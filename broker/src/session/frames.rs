@@ -1,0 +1,505 @@
+//! What the session does with each client frame. Synchronous: it routes, publishes, updates
+//! subscriptions and queues replies in `Session::pending`; the I/O loop writes them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stomp_codec::{Command, Delivery as WireDelivery, Frame, Headers, Version};
+
+use super::error::ProtocolError;
+use super::heartbeat;
+use super::subscriptions::{AckMode, Source, Subscription, Unacked, take_acked};
+use super::{End, Session};
+use crate::config::DestinationMode;
+use crate::outbox::{Delivery, Outbound};
+use crate::pattern::{Pattern, is_pattern};
+use crate::registry::{Credit, Subscriber};
+use crate::router::Route;
+use crate::wire::WireFrame;
+
+/// The server name in CONNECTED.
+const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
+
+/// An operation held by an open transaction until COMMIT.
+#[derive(Debug)]
+enum TxOp {
+    Send {
+        destination: String,
+        headers: Headers,
+        body: Bytes,
+    },
+    Ack(Frame),
+    Nack(Frame),
+}
+
+#[derive(Debug, Default)]
+struct Tx {
+    ops: Vec<TxOp>,
+    bytes: usize,
+}
+
+/// A session's open transactions.
+#[derive(Debug, Default)]
+pub(super) struct Transactions {
+    open: HashMap<String, Tx>,
+}
+
+type Result<T = ()> = std::result::Result<T, ProtocolError>;
+
+impl Session {
+    /// Handles one frame, then answers its receipt.
+    pub(super) fn handle(&mut self, frame: Frame) -> Result {
+        if !self.connected {
+            return match frame.command {
+                Command::Connect | Command::Stomp => self.on_connect(&frame),
+                other => Err(ProtocolError::NotConnected(other.as_str())),
+            };
+        }
+        let receipt = frame.headers.get_bytes("receipt").cloned();
+        match frame.command {
+            Command::Connect | Command::Stomp => return Err(ProtocolError::AlreadyConnected),
+            Command::Send => self.on_send(frame)?,
+            Command::Subscribe => self.on_subscribe(&frame)?,
+            Command::Unsubscribe => self.on_unsubscribe(&frame)?,
+            Command::Ack | Command::Nack => self.on_ack_or_nack(frame)?,
+            Command::Begin => self.on_begin(&frame)?,
+            Command::Commit => self.on_commit(&frame)?,
+            Command::Abort => self.on_abort(&frame)?,
+            Command::Disconnect => {
+                self.closing = Some(End::Disconnect(receipt));
+                return Ok(());
+            }
+            c @ (Command::Connected | Command::Message | Command::Receipt | Command::Error) => {
+                return Err(ProtocolError::ServerCommand(c.as_str()));
+            }
+        }
+        if let Some(id) = receipt {
+            self.reply(&Frame::new(Command::Receipt).header("receipt-id", id));
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, frame: &Frame) -> Result {
+        let h = &frame.headers;
+        let version = match h.get_str("accept-version") {
+            None => Version::V1_0,
+            Some(list) => list
+                .split(',')
+                .filter_map(|v| Version::parse(v.trim()))
+                .max()
+                .ok_or(ProtocolError::UnsupportedVersion)?,
+        };
+        let client_hb = heartbeat::parse(h.get_str("heart-beat")).ok_or_else(|| {
+            ProtocolError::invalid("heart-beat", "expected two comma-separated numbers of milliseconds")
+        })?;
+        let cfg = &self.broker.config.stomp;
+        if version > Version::V1_0 {
+            self.heartbeat = heartbeat::negotiate(
+                client_hb,
+                cfg.heartbeat,
+                std::time::Duration::from_millis(cfg.heartbeat_grace_ms),
+            );
+        }
+        self.version = version;
+        self.decoder.set_version(version);
+        self.connected = true;
+        let mut reply = Frame::new(Command::Connected).header("version", version.as_str());
+        if version > Version::V1_0 {
+            let [sx, sy] = cfg.heartbeat;
+            reply = reply.header("heart-beat", format!("{sx},{sy}"));
+        }
+        reply = reply
+            .header("session", format!("s{}", self.conn))
+            .header("server", SERVER);
+        self.reply(&reply);
+        Ok(())
+    }
+
+    fn on_send(&mut self, frame: Frame) -> Result {
+        let destination = frame
+            .headers
+            .get_str("destination")
+            .ok_or(ProtocolError::missing(Command::Send, "destination"))?
+            .to_owned();
+        self.check_served(&destination)?;
+        if let Some(tx) = frame.headers.get_str("transaction") {
+            let tx = tx.to_owned();
+            let size = frame.body.len();
+            return self.tx_push(
+                &tx,
+                TxOp::Send {
+                    destination,
+                    headers: frame.headers,
+                    body: frame.body,
+                },
+                size,
+            );
+        }
+        self.publish(&destination, &frame.headers, frame.body);
+        Ok(())
+    }
+
+    fn publish(&mut self, destination: &str, headers: &Headers, body: Bytes) {
+        // The destination was checked when the SEND arrived and routes do not change at run
+        // time, so a refusal here cannot happen; it is ignored rather than unwrapped.
+        let _ = self.broker.publish(destination, headers, body);
+    }
+
+    fn check_served(&self, destination: &str) -> Result<crate::router::Rule> {
+        match self.broker.router.route(destination) {
+            Route::Broker(rule) => Ok(rule),
+            Route::Unserved => Err(ProtocolError::UnservedDestination {
+                destination: destination.to_owned(),
+                prefixes: self.broker.router.broker_prefixes().join(", "),
+            }),
+        }
+    }
+
+    fn on_subscribe(&mut self, frame: &Frame) -> Result {
+        let h = &frame.headers;
+        let destination = h
+            .get_str("destination")
+            .ok_or(ProtocolError::missing(Command::Subscribe, "destination"))?
+            .to_owned();
+        let id = match h.get_bytes("id") {
+            Some(id) => id.clone(),
+            // STOMP 1.0 made the id optional; the destination then names the subscription.
+            None if self.version == Version::V1_0 => Bytes::from(destination.clone()),
+            None => return Err(ProtocolError::missing(Command::Subscribe, "id")),
+        };
+        let ack = AckMode::parse(h.get_str("ack")).ok_or_else(|| {
+            ProtocolError::invalid("ack", "expected auto, client or client-individual")
+        })?;
+        let max_unacked = self.broker.config.stomp.max_unacked;
+        let prefetch = match h.get_str("prefetch-count") {
+            None => max_unacked,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(0) => max_unacked,
+                Ok(n) => n.min(max_unacked),
+                Err(_) => {
+                    return Err(ProtocolError::invalid("prefetch-count", "expected a whole number"));
+                }
+            },
+        };
+        if self.subs.contains_id(&id) {
+            return Err(ProtocolError::DuplicateSubscription(
+                String::from_utf8_lossy(&id).into_owned(),
+            ));
+        }
+        let limit = self.broker.config.stomp.max_subscriptions;
+        if self.subs.len() >= limit {
+            return Err(ProtocolError::TooManySubscriptions { limit });
+        }
+        let rule = self.check_served(&destination)?;
+        let key = self.subs.next_key();
+        let wildcard = is_pattern(&destination);
+        let (source, credit) = match rule.mode {
+            DestinationMode::Queue => {
+                if wildcard {
+                    return Err(ProtocolError::WildcardQueue(destination));
+                }
+                let q = self.broker.queues.get_or_create(&destination, rule.max_pending);
+                q.add_consumer(self.conn, key, Arc::clone(&self.outbox), prefetch);
+                (Source::Queue(q), None)
+            }
+            DestinationMode::Broadcast => {
+                let credit = (ack != AckMode::Auto).then(|| Arc::new(Credit::new(prefetch)));
+                let subscriber = Subscriber {
+                    conn: self.conn,
+                    key,
+                    id: id.clone(),
+                    version: self.version,
+                    auto_ack: ack == AckMode::Auto,
+                    credit: credit.clone(),
+                    outbox: Arc::clone(&self.outbox),
+                };
+                if wildcard {
+                    let pattern = Pattern::parse(&destination, self.broker.router.separator())
+                        .map_err(|e| ProtocolError::invalid("destination", e.to_string()))?;
+                    self.broker
+                        .registry
+                        .subscribe_pattern(pattern.clone(), subscriber);
+                    (Source::Pattern(pattern), credit)
+                } else {
+                    self.broker.registry.subscribe_exact(&destination, subscriber);
+                    (Source::Exact, credit)
+                }
+            }
+        };
+        self.subs.insert(Subscription {
+            id,
+            destination,
+            ack,
+            source,
+            credit,
+            unacked: Default::default(),
+        });
+        self.broker.metrics.subscriptions.inc();
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, frame: &Frame) -> Result {
+        let h = &frame.headers;
+        let key = match h.get("id") {
+            Some(id) => self.subs.key_of(id),
+            None if self.version == Version::V1_0 => match h.get_str("destination") {
+                Some(d) => self.subs.key_of_destination(d),
+                None => return Err(ProtocolError::missing(Command::Unsubscribe, "id")),
+            },
+            None => return Err(ProtocolError::missing(Command::Unsubscribe, "id")),
+        };
+        // Unsubscribing an unknown id is harmless and, as in Spring, not an error.
+        if let Some(key) = key {
+            self.drop_subscription(key);
+        }
+        Ok(())
+    }
+
+    /// Removes a subscription everywhere.
+    fn drop_subscription(&mut self, key: u32) {
+        if let Some(sub) = self.subs.remove(key) {
+            self.release_subscription(key, sub);
+        }
+    }
+
+    /// Takes a subscription out of the shared registries; its unacknowledged queue messages go
+    /// back to their queue.
+    fn release_subscription(&self, key: u32, sub: Subscription) {
+        self.broker.metrics.subscriptions.dec();
+        match sub.source {
+            Source::Exact => self
+                .broker
+                .registry
+                .unsubscribe_exact(&sub.destination, self.conn, key),
+            Source::Pattern(p) => self.broker.registry.unsubscribe_pattern(&p, self.conn, key),
+            Source::Queue(q) => {
+                q.remove_consumer(self.conn, key);
+                q.requeue(sub.unacked.into_iter().map(|u| u.msg));
+                self.broker.queues.remove_if_idle(q.name());
+            }
+        }
+    }
+
+    fn on_ack_or_nack(&mut self, frame: Frame) -> Result {
+        if let Some(tx) = frame.headers.get_str("transaction") {
+            let tx = tx.to_owned();
+            let op = if frame.command == Command::Ack {
+                TxOp::Ack(frame)
+            } else {
+                TxOp::Nack(frame)
+            };
+            return self.tx_push(&tx, op, 0);
+        }
+        self.apply_ack(&frame);
+        Ok(())
+    }
+
+    /// Finds the delivery an ACK or NACK names: `id` in 1.2 (our `ack` header, `key-seq`),
+    /// `message-id` (and `subscription` in 1.1) before.
+    fn find_ack_target(&self, h: &Headers) -> Option<(u32, u64)> {
+        if let Some(id) = h.get_str("id") {
+            if let Some((k, s)) = id.split_once('-') {
+                if let (Ok(k), Ok(s)) = (k.parse(), s.parse()) {
+                    return Some((k, s));
+                }
+            }
+        }
+        let mid = h.get("message-id")?;
+        let within = match h.get("subscription") {
+            Some(sub) => Some(self.subs.key_of(sub)?),
+            None => None,
+        };
+        self.subs.find_message(mid, within)
+    }
+
+    /// Applies an ACK or NACK. Unknown or repeated acks are ignored, as Spring and RabbitMQ do:
+    /// a client acking an auto-ack message must not lose its connection over it.
+    fn apply_ack(&mut self, frame: &Frame) {
+        let Some((key, seq)) = self.find_ack_target(&frame.headers) else {
+            return;
+        };
+        let conn = self.conn;
+        let Some(sub) = self.subs.get_mut(key) else {
+            return;
+        };
+        let msgs = take_acked(sub, seq);
+        if msgs.is_empty() {
+            return;
+        }
+        let n = msgs.len() as u32;
+        let requeue = frame.command == Command::Nack
+            && frame.headers.get("requeue") != Some(b"false".as_slice());
+        match &sub.source {
+            Source::Queue(q) => {
+                if requeue {
+                    q.requeue(msgs.into_iter());
+                }
+                q.settle(conn, key, n);
+            }
+            Source::Exact | Source::Pattern(_) => {
+                if let Some(c) = &sub.credit {
+                    c.give_back(n);
+                }
+            }
+        }
+    }
+
+    fn tx_id<'a>(&self, frame: &'a Frame) -> Result<&'a str> {
+        frame
+            .headers
+            .get_str("transaction")
+            .ok_or(ProtocolError::missing(frame.command, "transaction"))
+    }
+
+    fn on_begin(&mut self, frame: &Frame) -> Result {
+        let tx = self.tx_id(frame)?;
+        let limit = self.broker.config.stomp.max_transactions;
+        if self.txs.open.contains_key(tx) {
+            return Err(ProtocolError::DuplicateTransaction(tx.to_owned()));
+        }
+        if self.txs.open.len() >= limit {
+            return Err(ProtocolError::TooManyTransactions { limit });
+        }
+        self.txs.open.insert(tx.to_owned(), Tx::default());
+        Ok(())
+    }
+
+    fn on_commit(&mut self, frame: &Frame) -> Result {
+        let tx = self.tx_id(frame)?;
+        let t = self
+            .txs
+            .open
+            .remove(tx)
+            .ok_or_else(|| ProtocolError::UnknownTransaction(tx.to_owned()))?;
+        for op in t.ops {
+            match op {
+                TxOp::Send {
+                    destination,
+                    headers,
+                    body,
+                } => self.publish(&destination, &headers, body),
+                TxOp::Ack(f) | TxOp::Nack(f) => self.apply_ack(&f),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_abort(&mut self, frame: &Frame) -> Result {
+        let tx = self.tx_id(frame)?;
+        self.txs
+            .open
+            .remove(tx)
+            .map(drop)
+            .ok_or_else(|| ProtocolError::UnknownTransaction(tx.to_owned()))
+    }
+
+    fn tx_push(&mut self, tx: &str, op: TxOp, bytes: usize) -> Result {
+        let cfg = &self.broker.config.stomp;
+        let t = self
+            .txs
+            .open
+            .get_mut(tx)
+            .ok_or_else(|| ProtocolError::UnknownTransaction(tx.to_owned()))?;
+        if t.ops.len() >= cfg.max_transaction_frames {
+            return Err(ProtocolError::TransactionTooLarge {
+                tx: tx.to_owned(),
+                limit: format!("{} frames", cfg.max_transaction_frames),
+            });
+        }
+        if t.bytes + bytes > cfg.max_transaction_bytes {
+            return Err(ProtocolError::TransactionTooLarge {
+                tx: tx.to_owned(),
+                limit: format!("{} bytes", cfg.max_transaction_bytes),
+            });
+        }
+        t.bytes += bytes;
+        t.ops.push(op);
+        Ok(())
+    }
+
+    /// Encodes a delivery that carries per-delivery state, and records it for ACK.
+    pub(super) fn encode_delivery(&mut self, d: Delivery) -> Option<WireFrame> {
+        let conn = self.conn;
+        let version = self.version;
+        let Some(sub) = self.subs.get_mut(d.key) else {
+            // Unsubscribed meanwhile: a queue's message goes back to the queue.
+            if let Some(q) = d.queue {
+                q.requeue(std::iter::once(d.msg));
+            }
+            return None;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut ack_buf = [0u8; 24];
+        let ack_id = (sub.ack != AckMode::Auto && version == Version::V1_2)
+            .then(|| format_ack_id(&mut ack_buf, d.key, seq));
+        let extra: &[(&[u8], &[u8])] = if d.redelivered {
+            &[(b"redelivered", b"true")]
+        } else {
+            &[]
+        };
+        let frame = d.msg.encode(
+            version,
+            &WireDelivery {
+                subscription: &sub.id,
+                ack: ack_id,
+                extra,
+            },
+        );
+        if sub.ack == AckMode::Auto {
+            if let Some(q) = &d.queue {
+                q.settle(conn, d.key, 1);
+            }
+        } else {
+            sub.unacked.push_back(Unacked { seq, msg: d.msg });
+        }
+        Some(frame)
+    }
+
+    /// Releases everything the session holds in shared state: subscriptions, queue consumers,
+    /// unacknowledged and still-queued queue messages (which go back to their queues).
+    pub(super) fn release(&mut self) {
+        let subs: Vec<(u32, Subscription)> = self.subs.drain().collect();
+        for (key, sub) in subs {
+            self.release_subscription(key, sub);
+        }
+        for item in self.outbox.close() {
+            if let Outbound::Deliver(Delivery {
+                queue: Some(q),
+                msg,
+                ..
+            }) = item
+            {
+                q.requeue(std::iter::once(msg));
+            }
+        }
+        self.broker
+            .metrics
+            .queued
+            .set(self.broker.queues.total_pending() as i64);
+    }
+}
+
+/// Writes `key-seq` into `buf` without allocating.
+fn format_ack_id(buf: &mut [u8; 24], key: u32, seq: u64) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{key}-{seq}");
+    let n = cursor.position() as usize;
+    &buf[..n]
+}
+
+/// The ERROR frame for a protocol error.
+pub(super) fn error_frame(e: &ProtocolError, receipt: Option<Bytes>) -> Frame {
+    let mut f = Frame::new(Command::Error).header("message", e.summary());
+    if matches!(e, ProtocolError::UnsupportedVersion) {
+        f = f.header("version", "1.0,1.1,1.2");
+    }
+    if let Some(r) = receipt {
+        f = f.header("receipt-id", r);
+    }
+    f.header("content-type", "text/plain")
+        .with_body(Bytes::from(e.to_string()))
+}
+

@@ -1,0 +1,316 @@
+//! One client connection: its STOMP session from CONNECT to close.
+//!
+//! A session is one task. It reads and decodes inbound bytes, handles each frame (the logic in
+//! `frames.rs` is synchronous: it routes, publishes and queues replies, never awaits), drains its
+//! outbox in one swap, encodes what needs per-delivery state, and writes everything as one
+//! batch with one flush. Heart-beats, the CONNECT deadline, slow-consumer kills and broker
+//! shutdown are arms of the same `select!`.
+
+mod error;
+mod frames;
+pub mod heartbeat;
+mod subscriptions;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use stomp_codec::{Command, Decoded, Decoder, DecoderConfig, Frame, Version};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
+use tracing::debug;
+
+pub use error::ProtocolError;
+use heartbeat::Heartbeat;
+use subscriptions::Subscriptions;
+
+use crate::broker::Broker;
+use crate::metrics::{CloseReason, LocalCounters};
+use crate::outbox::{Outbound, Outbox};
+use crate::registry::ConnId;
+use crate::transport::{Closing, Transport, TransportError};
+use crate::wire::WireFrame;
+
+/// How long the broker tries to deliver a final ERROR frame before closing regardless.
+const ERROR_WRITE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How a session ends.
+enum End {
+    /// The peer closed or the stream broke: nothing more to write.
+    Gone,
+    /// DISCONNECT: flush, answer its receipt, close normally.
+    Disconnect(Option<Bytes>),
+    /// A protocol error: ERROR frame (with the offending frame's receipt), then close.
+    Error(ProtocolError, Option<Bytes>),
+    /// Broker shutdown.
+    Shutdown,
+}
+
+/// Per-connection state, owned by the connection's task.
+struct Session {
+    broker: Arc<Broker>,
+    conn: ConnId,
+    version: Version,
+    connected: bool,
+    decoder: Decoder,
+    read_buf: BytesMut,
+    outbox: Arc<Outbox>,
+    /// Frames to write on the next flush, in order.
+    pending: Vec<WireFrame>,
+    subs: Subscriptions,
+    txs: frames::Transactions,
+    counters: LocalCounters,
+    heartbeat: Heartbeat,
+    next_seq: u64,
+    closing: Option<End>,
+    last_read: Instant,
+    last_write: Instant,
+}
+
+/// Runs a session over `transport` until it ends, then releases everything it held.
+pub async fn run(broker: Arc<Broker>, mut transport: Transport, peer: SocketAddr) {
+    let conn = broker.next_conn_id();
+    let metrics = &broker.metrics;
+    metrics.connections.inc();
+    metrics.accepted(transport.is_websocket());
+    debug!(conn, %peer, "session opened");
+    let cfg = &broker.config;
+    let decoder = Decoder::new(
+        DecoderConfig::default()
+            .max_frame_size(cfg.stomp.max_frame_size)
+            .max_body_size(cfg.stomp.max_frame_size)
+            .max_header_lines(cfg.stomp.max_header_lines)
+            .max_header_line_len(cfg.stomp.max_header_line_len),
+    );
+    let now = Instant::now();
+    let mut session = Session {
+        outbox: Arc::new(Outbox::new(cfg.outbox.max_messages, cfg.outbox.max_bytes)),
+        broker: Arc::clone(&broker),
+        conn,
+        version: Version::V1_0,
+        connected: false,
+        decoder,
+        read_buf: BytesMut::new(),
+        pending: Vec::new(),
+        subs: Subscriptions::default(),
+        txs: frames::Transactions::default(),
+        counters: LocalCounters::default(),
+        heartbeat: Heartbeat::default(),
+        next_seq: 0,
+        closing: None,
+        last_read: now,
+        last_write: now,
+    };
+    let end = session.serve(&mut transport).await;
+    session.finish(&mut transport, end).await;
+    session.release();
+    session.counters.flush(&broker.metrics);
+    broker.metrics.connections.dec();
+    debug!(conn, %peer, "session closed");
+}
+
+impl Session {
+    /// The main loop. Returns why the session ends; `finish` does the closing writes.
+    async fn serve(&mut self, t: &mut Transport) -> End {
+        let cfg = Arc::clone(&self.broker.config);
+        let shutdown = self.broker.shutdown.clone();
+        let outbox = Arc::clone(&self.outbox);
+        let connect_deadline =
+            Instant::now() + Duration::from_millis(cfg.server.connect_timeout_ms);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut send_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
+        let mut recv_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
+        let mut connect_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(connect_deadline));
+        let mut batch: VecDeque<Outbound> = VecDeque::new();
+        let mut armed = false;
+        loop {
+            if self.connected && !armed {
+                armed = true;
+                if let Some(every) = self.heartbeat.send_every {
+                    send_timer.as_mut().reset(self.last_write + every);
+                }
+                if let Some(limit) = self.heartbeat.receive_timeout {
+                    recv_timer.as_mut().reset(self.last_read + limit);
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.take_outbox(&mut batch);
+                    return End::Shutdown;
+                }
+                _ = outbox.killed() => {
+                    self.broker.metrics.closed(CloseReason::SlowConsumer);
+                    return End::Error(ProtocolError::SlowConsumer, None);
+                }
+                _ = outbox.ready() => {
+                    self.take_outbox(&mut batch);
+                }
+                r = t.recv_into(&mut self.read_buf) => {
+                    match r {
+                        Ok(0) => return End::Gone,
+                        Ok(n) => {
+                            self.counters.bytes_in(n);
+                            self.last_read = Instant::now();
+                            if let Err(end) = self.process_input() {
+                                return end;
+                            }
+                        }
+                        Err(TransportError::MessageTooLarge { limit }) => {
+                            return End::Error(ProtocolError::MessageTooLarge(limit), None);
+                        }
+                        Err(TransportError::Io(e)) => {
+                            debug!(conn = self.conn, error = %e, "read failed");
+                            return End::Gone;
+                        }
+                    }
+                }
+                _ = &mut connect_timer, if !self.connected => {
+                    self.broker.metrics.closed(CloseReason::ConnectTimeout);
+                    return End::Error(ProtocolError::ConnectTimeout(
+                        u128::from(cfg.server.connect_timeout_ms)), None);
+                }
+                _ = &mut send_timer, if armed && self.heartbeat.send_every.is_some() => {
+                    let every = self.heartbeat.send_every.unwrap_or(Duration::MAX);
+                    if self.pending.is_empty() && Instant::now() >= self.last_write + every {
+                        self.pending.push(WireFrame::heartbeat());
+                    }
+                }
+                _ = &mut recv_timer, if armed && self.heartbeat.receive_timeout.is_some() => {
+                    let limit = self.heartbeat.receive_timeout.unwrap_or(Duration::MAX);
+                    if Instant::now() >= self.last_read + limit {
+                        self.broker.metrics.closed(CloseReason::HeartbeatTimeout);
+                        return End::Error(ProtocolError::HeartbeatTimeout(limit.as_millis()), None);
+                    }
+                    recv_timer.as_mut().reset(self.last_read + limit);
+                }
+            }
+            if let Some(end) = self.closing.take() {
+                return end;
+            }
+            if !self.pending.is_empty() {
+                let write_timeout = Duration::from_millis(cfg.server.write_timeout_ms);
+                tokio::select! {
+                    r = timeout(write_timeout, self.write_pending(t)) => match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::Gone,
+                        Err(_) => {
+                            self.broker.metrics.closed(CloseReason::WriteTimeout);
+                            return End::Gone;
+                        }
+                    },
+                    _ = outbox.killed() => {
+                        // Blocked writing to a client that does not read: no ERROR can get
+                        // through, so drop it.
+                        self.broker.metrics.closed(CloseReason::SlowConsumer);
+                        return End::Gone;
+                    }
+                }
+                if let Some(every) = self.heartbeat.send_every {
+                    send_timer.as_mut().reset(self.last_write + every);
+                }
+            }
+            self.counters.flush(&self.broker.metrics);
+        }
+    }
+
+    /// Decodes and handles every complete frame in the read buffer.
+    fn process_input(&mut self) -> Result<(), End> {
+        while self.closing.is_none() {
+            match self.decoder.decode(&mut self.read_buf) {
+                Ok(None) => break,
+                Ok(Some(Decoded::Heartbeat)) => {}
+                Ok(Some(Decoded::Frame(frame))) => {
+                    self.counters.frame_in(frame.command);
+                    let receipt = frame.headers.get_bytes("receipt").cloned();
+                    if let Err(e) = self.handle(frame) {
+                        self.broker.metrics.closed(CloseReason::ProtocolError);
+                        return Err(End::Error(e, receipt));
+                    }
+                }
+                Err(e) => {
+                    self.broker.metrics.closed(CloseReason::ProtocolError);
+                    return Err(End::Error(ProtocolError::Malformed(e), None));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the outbox into `pending`, encoding deliveries that carry per-delivery state.
+    fn take_outbox(&mut self, batch: &mut VecDeque<Outbound>) {
+        self.outbox.take(batch);
+        for item in batch.drain(..) {
+            match item {
+                Outbound::Frame(f) => {
+                    self.counters.frame_out(Command::Message);
+                    self.pending.push(f);
+                }
+                Outbound::Deliver(d) => {
+                    if let Some(f) = self.encode_delivery(d) {
+                        self.counters.frame_out(Command::Message);
+                        self.pending.push(f);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a frame the session itself produced (CONNECTED, RECEIPT, ERROR).
+    fn reply(&mut self, frame: &Frame) {
+        let mut buf = BytesMut::with_capacity(64 + frame.body.len());
+        stomp_codec::encode_frame(frame, self.version, &mut buf);
+        self.counters.frame_out(frame.command);
+        self.pending.push(WireFrame::new(buf.freeze(), true));
+    }
+
+    /// Feeds `pending` to the transport and flushes once.
+    async fn write_pending(&mut self, t: &mut Transport) -> Result<(), TransportError> {
+        let mut frames = std::mem::take(&mut self.pending);
+        let mut result = Ok(());
+        for f in frames.drain(..) {
+            self.counters.bytes_out(f.len());
+            if let Err(e) = t.feed(f).await {
+                result = Err(e);
+                break;
+            }
+        }
+        frames.clear();
+        self.pending = frames;
+        result?;
+        t.flush().await?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// The closing writes for each way a session ends.
+    async fn finish(&mut self, t: &mut Transport, end: End) {
+        let deadline = ERROR_WRITE_DEADLINE.min(Duration::from_millis(
+            self.broker.config.server.write_timeout_ms.max(1),
+        ));
+        let how = match end {
+            End::Gone => return,
+            End::Shutdown => Closing::GoingAway,
+            End::Disconnect(receipt) => {
+                // Everything queued before the DISCONNECT goes out first, then its receipt.
+                let mut batch = VecDeque::new();
+                self.take_outbox(&mut batch);
+                if let Some(id) = receipt {
+                    self.reply(&Frame::new(Command::Receipt).header("receipt-id", id));
+                }
+                Closing::Normal
+            }
+            End::Error(e, receipt) => {
+                debug!(conn = self.conn, error = %e, "closing with ERROR");
+                let too_big = matches!(e, ProtocolError::MessageTooLarge(_));
+                let frame = frames::error_frame(&e, receipt);
+                self.reply(&frame);
+                if too_big { Closing::TooBig } else { Closing::Error }
+            }
+        };
+        let _ = timeout(deadline, self.write_pending(t)).await;
+        let _ = timeout(deadline, t.close(how)).await;
+    }
+}

@@ -1,0 +1,182 @@
+//! A session's own view of its subscriptions: ids, ack modes, unacknowledged deliveries.
+//!
+//! Owned by the session task alone, so none of it needs a lock. Keys only grow, so a delivery
+//! still queued for an unsubscribed subscription can never land on a newer one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::message::Published;
+use crate::pattern::Pattern;
+use crate::queue::Queue;
+use crate::registry::Credit;
+
+/// How a subscription acknowledges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckMode {
+    /// Delivered means acknowledged.
+    Auto,
+    /// ACK acknowledges this message and every earlier one of the subscription.
+    Client,
+    /// ACK acknowledges this message only.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses the SUBSCRIBE `ack` header; absent means auto.
+    pub fn parse(v: Option<&str>) -> Option<Self> {
+        match v {
+            None | Some("auto") => Some(AckMode::Auto),
+            Some("client") => Some(AckMode::Client),
+            Some("client-individual") => Some(AckMode::ClientIndividual),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Where a subscription's messages come from.
+#[derive(Debug)]
+pub enum Source {
+    /// A broadcast destination, exact.
+    Exact,
+    /// A broadcast destination pattern.
+    Pattern(Pattern),
+    /// A queue-mode destination.
+    Queue(Arc<Queue>),
+}
+
+/// A delivery waiting for ACK or NACK.
+#[derive(Debug)]
+pub struct Unacked {
+    /// The session-wide delivery number, which makes the ack id unique.
+    pub seq: u64,
+    /// The message.
+    pub msg: Arc<Published>,
+}
+
+/// One subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The client's id, as sent.
+    pub id: Bytes,
+    /// The SUBSCRIBE destination (possibly a pattern).
+    pub destination: String,
+    /// Its ack mode.
+    pub ack: AckMode,
+    /// Where messages come from.
+    pub source: Source,
+    /// Prefetch window of a broadcast subscription that needs acks.
+    pub credit: Option<Arc<Credit>>,
+    /// Deliveries not yet acknowledged, oldest first.
+    pub unacked: VecDeque<Unacked>,
+}
+
+/// All of a session's subscriptions.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    by_key: HashMap<u32, Subscription>,
+    by_id: HashMap<Bytes, u32>,
+    next_key: u32,
+}
+
+impl Subscriptions {
+    /// Number of live subscriptions.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether `id` is in use.
+    pub fn contains_id(&self, id: &[u8]) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The key the next subscription will get.
+    pub fn next_key(&self) -> u32 {
+        self.next_key
+    }
+
+    /// Adds a subscription under the key `next_key` returned.
+    pub fn insert(&mut self, sub: Subscription) -> u32 {
+        let key = self.next_key;
+        self.next_key = self.next_key.wrapping_add(1);
+        self.by_id.insert(sub.id.clone(), key);
+        self.by_key.insert(key, sub);
+        key
+    }
+
+    /// Looks up by key.
+    pub fn get_mut(&mut self, key: u32) -> Option<&mut Subscription> {
+        self.by_key.get_mut(&key)
+    }
+
+    /// Looks up the key of a client id.
+    pub fn key_of(&self, id: &[u8]) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Finds the key of the subscription to `destination` (STOMP 1.0 UNSUBSCRIBE by destination).
+    pub fn key_of_destination(&self, destination: &str) -> Option<u32> {
+        self.by_key
+            .iter()
+            .find(|(_, s)| s.destination == destination)
+            .map(|(k, _)| *k)
+    }
+
+    /// Removes by key.
+    pub fn remove(&mut self, key: u32) -> Option<Subscription> {
+        let sub = self.by_key.remove(&key)?;
+        self.by_id.remove(&sub.id);
+        Some(sub)
+    }
+
+    /// Finds an unacknowledged delivery by message id, within one subscription or all of them
+    /// (STOMP 1.0 and 1.1 acknowledge by `message-id`).
+    pub fn find_message(&self, message_id: &[u8], within: Option<u32>) -> Option<(u32, u64)> {
+        let search = |key: u32, s: &Subscription| {
+            s.unacked
+                .iter()
+                .find(|u| u.msg.prepared.message_id() == message_id)
+                .map(|u| (key, u.seq))
+        };
+        match within {
+            Some(key) => self.by_key.get(&key).and_then(|s| search(key, s)),
+            None => self.by_key.iter().find_map(|(k, s)| search(*k, s)),
+        }
+    }
+
+    /// Takes every subscription out, for cleanup.
+    pub fn drain(&mut self) -> impl Iterator<Item = (u32, Subscription)> + '_ {
+        self.by_id.clear();
+        self.by_key.drain()
+    }
+}
+
+/// Removes the deliveries an ACK or NACK covers: the one named, and for `client` mode every
+/// earlier one too. Returns them oldest first.
+pub fn take_acked(sub: &mut Subscription, seq: u64) -> Vec<Arc<Published>> {
+    match sub.ack {
+        AckMode::Client => {
+            if !sub.unacked.iter().any(|u| u.seq == seq) {
+                return Vec::new();
+            }
+            let mut out = Vec::new();
+            while let Some(front) = sub.unacked.front() {
+                if front.seq > seq {
+                    break;
+                }
+                if let Some(u) = sub.unacked.pop_front() {
+                    out.push(u.msg);
+                }
+            }
+            out
+        }
+        AckMode::ClientIndividual | AckMode::Auto => {
+            match sub.unacked.iter().position(|u| u.seq == seq) {
+                Some(i) => sub.unacked.remove(i).map(|u| vec![u.msg]).unwrap_or_default(),
+                None => Vec::new(),
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The byte pipes a session talks through: a WebSocket or a raw TCP stream.
+//!
+//! Both expose the same four operations. `recv_into` appends inbound bytes to the session's
+//! read buffer (WebSocket message boundaries mean nothing to STOMP: a frame may span messages
+//! and a message may hold many frames). `feed` buffers an outgoing frame without writing;
+//! `flush` writes everything fed so far, so a batch of deliveries costs one write.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::wire::WireFrame;
+
+/// A byte stream usable as a raw STOMP transport (TCP, later TLS).
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+/// Transport failures. They end the session; only `MessageTooLarge` is reported to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A WebSocket message over the configured limit.
+    #[error("WebSocket message exceeds the maximum size of {limit} bytes")]
+    MessageTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Anything else: the peer vanished, the stream broke.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How the broker ends a connection; maps to a WebSocket close code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Normal end (client DISCONNECT).
+    Normal,
+    /// Broker shutting down (1001 going away).
+    GoingAway,
+    /// After an ERROR frame (1002 protocol error).
+    Error,
+    /// Message too big (1009).
+    TooBig,
+}
+
+/// A session's transport.
+#[derive(Debug)]
+pub enum Transport {
+    /// STOMP over WebSocket, one frame per message outbound.
+    WebSocket(Box<WebSocketStream<TokioIo<Upgraded>>>, usize),
+    /// STOMP over a byte stream.
+    Stream(StreamTransport),
+}
+
+/// STOMP over a raw byte stream.
+pub struct StreamTransport {
+    io: Box<dyn ByteStream>,
+    write_buf: BytesMut,
+    read_chunk: usize,
+}
+
+impl std::fmt::Debug for StreamTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTransport")
+            .field("buffered", &self.write_buf.len())
+            .finish()
+    }
+}
+
+impl Transport {
+    /// Wraps an upgraded WebSocket; `limit` is its message size limit, for error reports.
+    pub fn websocket(ws: WebSocketStream<TokioIo<Upgraded>>, limit: usize) -> Self {
+        Transport::WebSocket(Box::new(ws), limit)
+    }
+
+    /// Wraps a byte stream, reading `read_chunk` bytes at a time.
+    pub fn stream(io: impl ByteStream, read_chunk: usize) -> Self {
+        Transport::Stream(StreamTransport {
+            io: Box::new(io),
+            write_buf: BytesMut::new(),
+            read_chunk,
+        })
+    }
+
+    /// Whether this is a WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Transport::WebSocket(..))
+    }
+
+    /// Appends the next inbound bytes to `buf`. `Ok(0)` means the peer closed. Cancel-safe.
+    pub async fn recv_into(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
+        match self {
+            Transport::WebSocket(ws, limit) => loop {
+                let payload: Bytes = match ws.next().await {
+                    None => return Ok(0),
+                    Some(Ok(Message::Text(t))) => t.into(),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Close(_))) => return Ok(0),
+                    // Pings are answered by tungstenite on the next write or flush; pongs and
+                    // empty messages carry nothing for STOMP.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Err(WsError::Capacity(
+                        CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+                    ))) => {
+                        return Err(TransportError::MessageTooLarge { limit: *limit });
+                    }
+                    Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(0),
+                    Some(Err(e)) => return Err(TransportError::Io(e.to_string())),
+                };
+                if payload.is_empty() {
+                    continue;
+                }
+                let n = payload.len();
+                if buf.is_empty() {
+                    // Take over the message's own allocation when nobody else holds it, so the
+                    // frames decoded from it are slices of it: no copy.
+                    *buf = payload.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+                } else {
+                    buf.extend_from_slice(&payload);
+                }
+                return Ok(n);
+            },
+            Transport::Stream(s) => {
+                buf.reserve(s.read_chunk);
+                s.io
+                    .read_buf(buf)
+                    .await
+                    .map_err(|e| TransportError::Io(e.to_string()))
+            }
+        }
+    }
+
+    /// Buffers a frame for the next flush.
+    pub async fn feed(&mut self, frame: WireFrame) -> Result<(), TransportError> {
+        match self {
+            Transport::WebSocket(ws, _) => ws
+                .feed(frame.into_message())
+                .await
+                .map_err(|e| TransportError::Io(e.to_string())),
+            Transport::Stream(s) => {
+                s.write_buf.extend_from_slice(frame.as_bytes());
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes everything fed so far.
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        match self {
+            Transport::WebSocket(ws, _) => ws
+                .flush()
+                .await
+                .map_err(|e| TransportError::Io(e.to_string())),
+            Transport::Stream(s) => {
+                if !s.write_buf.is_empty() {
+                    s.io
+                        .write_all(&s.write_buf)
+                        .await
+                        .map_err(|e| TransportError::Io(e.to_string()))?;
+                    s.write_buf.clear();
+                }
+                s.io
+                    .flush()
+                    .await
+                    .map_err(|e| TransportError::Io(e.to_string()))
+            }
+        }
+    }
+
+    /// Ends the connection from the broker's side.
+    pub async fn close(&mut self, how: Closing) {
+        match self {
+            Transport::WebSocket(ws, _) => {
+                let code = match how {
+                    Closing::Normal => CloseCode::Normal,
+                    Closing::GoingAway => CloseCode::Away,
+                    Closing::Error => CloseCode::Protocol,
+                    Closing::TooBig => CloseCode::Size,
+                };
+                let _ = WebSocketStream::close(
+                    ws,
+                    Some(CloseFrame {
+                        code,
+                        reason: "".into(),
+                    }),
+                )
+                .await;
+            }
+            Transport::Stream(s) => {
+                let _ = s.io.shutdown().await;
+            }
+        }
+    }
+}

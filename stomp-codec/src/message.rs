@@ -1,0 +1,287 @@
+//! The broker's MESSAGE fan-out hot path.
+//!
+//! A published message goes to many subscribers whose MESSAGE frames differ only in
+//! `subscription` (and `ack` with client acknowledgement). [`PreparedMessage`] escapes
+//! everything shared — `destination`, `message-id`, user headers, `content-length` — once,
+//! into one block per protocol version; a delivery then writes a few short per-subscriber
+//! headers, copies the block and the body, and is done: no per-delivery escaping of
+//! shared data and no allocation besides `out` growing.
+//!
+//! When several deliveries are byte-identical (same subscription id, auto ack), encode
+//! one with [`PreparedMessage::delivery_frame`] and clone the resulting [`Bytes`]; each
+//! clone is a reference-count increment.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::Version;
+use crate::encode::put_content_length;
+use crate::escape::{Escaping, escape_into};
+
+/// What differs per delivery of a [`PreparedMessage`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delivery<'a> {
+    /// The subscriber's subscription id (`subscription` header).
+    pub subscription: &'a [u8],
+    /// The `ack` header, for `client` / `client-individual` subscriptions in 1.2.
+    pub ack: Option<&'a [u8]>,
+    /// Further per-delivery headers, written after `ack` in order.
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+}
+
+/// The shared part of a MESSAGE frame, prepared once per published message.
+///
+/// `Send + Sync`, so it can be shared via `Arc` between session tasks.
+#[derive(Debug)]
+pub struct PreparedMessage {
+    /// Raw (unescaped) destination, message id and user headers, back to back; the
+    /// ranges below point into it. One allocation instead of one per field.
+    raw: Bytes,
+    destination: Range<usize>,
+    message_id: Range<usize>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    body: Bytes,
+    /// The shared block escaped for 1.2: `destination`, `message-id`, user headers,
+    /// `content-length` (non-empty body only) and the blank line.
+    block_v12: Bytes,
+    /// The 1.1 block, built on first use if it differs from the 1.2 one (only when a
+    /// shared field contains `\r`, which 1.1 cannot escape).
+    block_v11: OnceLock<Bytes>,
+    /// The 1.0 block, built on first use if it differs (any field needing escapes).
+    block_v10: OnceLock<Bytes>,
+    v11_differs: bool,
+    v10_differs: bool,
+}
+
+impl PreparedMessage {
+    /// Prepares a message.
+    ///
+    /// `headers` are the user headers to pass through in order; the caller has already
+    /// removed `destination`, `message-id`, `subscription`, `ack`, `receipt`,
+    /// `transaction` and `content-length`. `content-type` passes through as an ordinary
+    /// header.
+    pub fn new<'h>(
+        destination: &[u8],
+        message_id: &[u8],
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        body: Bytes,
+    ) -> Self {
+        let mut raw = BytesMut::with_capacity(destination.len() + message_id.len() + 128);
+        let push = |raw: &mut BytesMut, b: &[u8]| {
+            let start = raw.len();
+            raw.extend_from_slice(b);
+            start..raw.len()
+        };
+        let destination = push(&mut raw, destination);
+        let message_id = push(&mut raw, message_id);
+        let headers: Vec<_> = headers
+            .into_iter()
+            .map(|(n, v)| (push(&mut raw, n), push(&mut raw, v)))
+            .collect();
+        let raw = raw.freeze();
+        let v11_differs = raw.contains(&b'\r');
+        let v10_differs = raw
+            .iter()
+            .any(|b| matches!(b, b'\\' | b'\n' | b':' | b'\r'));
+        let mut message = Self {
+            raw,
+            destination,
+            message_id,
+            headers,
+            body,
+            block_v12: Bytes::new(),
+            block_v11: OnceLock::new(),
+            block_v10: OnceLock::new(),
+            v11_differs,
+            v10_differs,
+        };
+        message.block_v12 = message.build_block(Escaping::V12);
+        message
+    }
+
+    /// The destination, unescaped.
+    pub fn destination(&self) -> &[u8] {
+        self.field(&self.destination)
+    }
+
+    /// The message id, unescaped.
+    pub fn message_id(&self) -> &[u8] {
+        self.field(&self.message_id)
+    }
+
+    /// The body (shared, never copied by this type).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// A passed-through user header (e.g. `content-type`); the first occurrence wins.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| self.field(n) == name.as_bytes())
+            .map(|(_, v)| self.field(v))
+    }
+
+    /// Upper bound of the encoded size of a delivery, for `reserve` and byte
+    /// accounting. Exact for the shared part; per-delivery fields are counted as if
+    /// every byte needed escaping, so no scan is needed.
+    pub fn encoded_len(&self, d: &Delivery<'_>) -> usize {
+        let mut len = b"MESSAGE\nsubscription:\n".len() + 2 * d.subscription.len();
+        if let Some(ack) = d.ack {
+            len += b"ack:\n".len() + 2 * ack.len();
+        }
+        for (n, v) in d.extra {
+            len += 2 * n.len() + 1 + 2 * v.len() + 1;
+        }
+        // Escaping only ever lengthens, so the 1.2 block is the longest.
+        len + self.block_v12.len() + self.body.len() + 1
+    }
+
+    /// Writes one delivery: `MESSAGE`, `subscription`, `ack` (if any), the extra
+    /// headers (all escaped for `version`), then the prepared shared block, the blank
+    /// line, the body and the NUL.
+    pub fn encode_delivery(&self, version: Version, d: &Delivery<'_>, out: &mut BytesMut) {
+        out.reserve(self.encoded_len(d));
+        self.encode_delivery_head(version, d, out);
+        out.put_slice(&self.body);
+        out.put_u8(0);
+    }
+
+    /// Writes everything up to and including the blank line, but not the body and NUL.
+    ///
+    /// For transports that can write several buffers at once (TCP with vectored
+    /// writes): send this head, then [`body`](Self::body), then `b"\0"`, and the body is
+    /// never copied.
+    pub fn encode_delivery_head(&self, version: Version, d: &Delivery<'_>, out: &mut BytesMut) {
+        let esc = Escaping::for_version(version);
+        out.put_slice(b"MESSAGE\nsubscription:");
+        escape_into(d.subscription, esc, out);
+        out.put_u8(b'\n');
+        if let Some(ack) = d.ack {
+            out.put_slice(b"ack:");
+            escape_into(ack, esc, out);
+            out.put_u8(b'\n');
+        }
+        for (n, v) in d.extra {
+            escape_into(n, esc, out);
+            out.put_u8(b':');
+            escape_into(v, esc, out);
+            out.put_u8(b'\n');
+        }
+        out.put_slice(self.block(version));
+    }
+
+    /// Encodes one delivery into its own [`Bytes`], sized exactly once. Clone the result
+    /// for byte-identical deliveries (same subscription id, auto ack) instead of
+    /// encoding again.
+    pub fn delivery_frame(&self, version: Version, d: &Delivery<'_>) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len(d));
+        self.encode_delivery(version, d, &mut out);
+        out.freeze()
+    }
+
+    fn field(&self, r: &Range<usize>) -> &[u8] {
+        self.raw.get(r.clone()).unwrap_or_default()
+    }
+
+    /// The shared block for `version`, building the 1.1 / 1.0 variant on first use.
+    fn block(&self, version: Version) -> &[u8] {
+        match version {
+            Version::V1_2 => &self.block_v12,
+            Version::V1_1 if self.v11_differs => self
+                .block_v11
+                .get_or_init(|| self.build_block(Escaping::V11)),
+            Version::V1_0 if self.v10_differs => self
+                .block_v10
+                .get_or_init(|| self.build_block(Escaping::None)),
+            Version::V1_1 | Version::V1_0 => &self.block_v12,
+        }
+    }
+
+    fn build_block(&self, esc: Escaping) -> Bytes {
+        let mut out = BytesMut::with_capacity(2 * self.raw.len() + 64);
+        let put = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
+            escape_into(name, esc, out);
+            out.put_u8(b':');
+            escape_into(value, esc, out);
+            out.put_u8(b'\n');
+        };
+        put(&mut out, b"destination", self.destination());
+        put(&mut out, b"message-id", self.message_id());
+        for (n, v) in &self.headers {
+            put(&mut out, self.field(n), self.field(v));
+        }
+        if !self.body.is_empty() {
+            put_content_length(self.body.len(), &mut out);
+        }
+        out.put_u8(b'\n');
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn is_send_sync() {
+        assert_send_sync::<PreparedMessage>();
+    }
+
+    fn deliver(m: &PreparedMessage, v: Version, d: &Delivery<'_>) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        m.encode_delivery(v, d, &mut out);
+        assert!(out.len() <= m.encoded_len(d));
+        assert_eq!(m.delivery_frame(v, d), out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn layout() {
+        let m = PreparedMessage::new(
+            b"/topic/a",
+            b"m-1",
+            [(&b"content-type"[..], &b"text/plain"[..])],
+            Bytes::from_static(b"hello"),
+        );
+        let d = Delivery {
+            subscription: b"sub:0",
+            ack: Some(b"ack-1"),
+            extra: &[(b"x", b"y")],
+        };
+        assert_eq!(
+            deliver(&m, Version::V1_2, &d),
+            b"MESSAGE\nsubscription:sub\\c0\nack:ack-1\nx:y\ndestination:/topic/a\n\
+              message-id:m-1\ncontent-type:text/plain\ncontent-length:5\n\nhello\0"
+        );
+        assert_eq!(m.header("content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(m.header("nope"), None);
+        assert_eq!(m.destination(), b"/topic/a");
+        assert_eq!(m.message_id(), b"m-1");
+    }
+
+    #[test]
+    fn versions_escape_differently() {
+        let m = PreparedMessage::new(b"/q", b"1", [(&b"k"[..], &b"a:b\rc"[..])], Bytes::new());
+        let d = Delivery {
+            subscription: b"s",
+            ..Delivery::default()
+        };
+        assert_eq!(
+            deliver(&m, Version::V1_2, &d),
+            b"MESSAGE\nsubscription:s\ndestination:/q\nmessage-id:1\nk:a\\cb\\rc\n\n\0"
+        );
+        assert_eq!(
+            deliver(&m, Version::V1_1, &d),
+            b"MESSAGE\nsubscription:s\ndestination:/q\nmessage-id:1\nk:a\\cb\rc\n\n\0"
+        );
+        assert_eq!(
+            deliver(&m, Version::V1_0, &d),
+            b"MESSAGE\nsubscription:s\ndestination:/q\nmessage-id:1\nk:a:b\rc\n\n\0"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Shared helpers for the end-to-end tests: an in-process broker on free ports, clients, and
+//! bounded waits.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use broker::client::Client;
+use broker::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long any single expected event may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A broker on 127.0.0.1 with free ports for WebSocket and TCP, configured by `tweak`.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config::default();
+    config.server.websocket = "127.0.0.1:0".parse().unwrap();
+    config.server.tcp = Some("127.0.0.1:0".parse().unwrap());
+    tweak(&mut config);
+    Server::start(config).await.expect("broker starts")
+}
+
+/// The WebSocket URL of a server.
+pub fn ws_url(server: &Server) -> String {
+    format!("ws://{}/ws", server.http_addr())
+}
+
+/// A WebSocket client, not yet STOMP-connected.
+pub async fn ws(server: &Server) -> Client {
+    Client::websocket(&ws_url(server), &[]).await.expect("websocket connects")
+}
+
+/// A TCP client, not yet STOMP-connected.
+pub async fn tcp(server: &Server) -> Client {
+    Client::tcp(server.tcp_addr().expect("tcp enabled")).await.expect("tcp connects")
+}
+
+/// A STOMP 1.2 session over WebSocket.
+pub async fn ws_session(server: &Server) -> Client {
+    let mut c = ws(server).await;
+    c.connect(&[]).await.expect("CONNECTED");
+    c
+}
+
+/// A STOMP 1.2 session over TCP.
+pub async fn tcp_session(server: &Server) -> Client {
+    let mut c = tcp(server).await;
+    c.connect(&[]).await.expect("CONNECTED");
+    c
+}
+
+/// A plain HTTP GET; returns (status, headers+body text).
+pub async fn http_get(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+            // A 101 answer keeps the connection open: its head is all there is to read.
+            if out.starts_with(b"HTTP/1.1 101") && out.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("http response in time");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Reads a metric's value from /metrics (first sample whose line starts with `series`).
+pub async fn metric(server: &Server, series: &str) -> f64 {
+    let (_, text) = http_get(server.http_addr(), "/metrics", "").await;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` every few milliseconds until it holds or `WAIT` passes.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        poll.tick().await;
+        if cond().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+    }
+}
