@@ -13,15 +13,21 @@ async fn publish_n(server: &broker::Server, dest: &str, n: usize) {
     for i in 0..n {
         p.publish(dest, &i.to_string()).await.unwrap();
     }
-    p.send(&Frame::new(Command::Disconnect).header("receipt", "done")).await.unwrap();
+    p.send(&Frame::new(Command::Disconnect).header("receipt", "done"))
+        .await
+        .unwrap();
     p.receipt("done").await.unwrap();
 }
 
 async fn no_more_messages(c: &mut Client) {
     // A receipt round trip proves everything published before it was already routed.
-    c.send(&Frame::new(Command::Send).header("destination", "/topic/none").header("receipt", "fence"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/topic/none")
+            .header("receipt", "fence"),
+    )
+    .await
+    .unwrap();
     loop {
         match c.next_event(WAIT).await.unwrap() {
             Event::Frame(f) if f.command == Command::Receipt => return,
@@ -43,9 +49,13 @@ async fn prefetch_bounds_unacked_and_ack_opens_the_window() {
     })
     .await;
     let mut c = ws_session(&server).await;
-    c.subscribe("s", "/queue/jobs", &[("ack", "client-individual"), ("prefetch-count", "2")])
-        .await
-        .unwrap();
+    c.subscribe(
+        "s",
+        "/queue/jobs",
+        &[("ack", "client-individual"), ("prefetch-count", "2")],
+    )
+    .await
+    .unwrap();
     publish_n(&server, "/queue/jobs", 5).await;
     let a = c.expect(Command::Message, WAIT).await.unwrap();
     let b = c.expect(Command::Message, WAIT).await.unwrap();
@@ -53,7 +63,9 @@ async fn prefetch_bounds_unacked_and_ack_opens_the_window() {
     assert_eq!((&a.body[..], &b.body[..]), (&b"0"[..], &b"1"[..]));
     // 1.2: MESSAGE has an `ack` header; ACK names it in `id`.
     let ack_id = b.headers.get_str("ack").expect("ack header").to_owned();
-    c.send(&Frame::new(Command::Ack).header("id", ack_id)).await.unwrap();
+    c.send(&Frame::new(Command::Ack).header("id", ack_id))
+        .await
+        .unwrap();
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"2");
     no_more_messages(&mut c).await;
@@ -71,9 +83,13 @@ async fn client_mode_acks_cumulatively() {
     })
     .await;
     let mut c = ws_session(&server).await;
-    c.subscribe("s", "/queue/cum", &[("ack", "client"), ("prefetch-count", "3")])
-        .await
-        .unwrap();
+    c.subscribe(
+        "s",
+        "/queue/cum",
+        &[("ack", "client"), ("prefetch-count", "3")],
+    )
+    .await
+    .unwrap();
     publish_n(&server, "/queue/cum", 6).await;
     let mut last = None;
     for _ in 0..3 {
@@ -82,7 +98,9 @@ async fn client_mode_acks_cumulatively() {
     no_more_messages(&mut c).await;
     // Acking the third acknowledges all three: three more arrive.
     let id = last.unwrap().headers.get_str("ack").unwrap().to_owned();
-    c.send(&Frame::new(Command::Ack).header("id", id)).await.unwrap();
+    c.send(&Frame::new(Command::Ack).header("id", id))
+        .await
+        .unwrap();
     for want in ["3", "4", "5"] {
         let m = c.expect(Command::Message, WAIT).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&m.body), want);
@@ -102,16 +120,24 @@ async fn stomp_1_1_acks_by_message_id_and_subscription() {
     .await;
     let mut c = ws(&server).await;
     c.connect(&[("accept-version", "1.1")]).await.unwrap();
-    c.subscribe("s1", "/queue/v11", &[("ack", "client-individual"), ("prefetch-count", "1")])
-        .await
-        .unwrap();
+    c.subscribe(
+        "s1",
+        "/queue/v11",
+        &[("ack", "client-individual"), ("prefetch-count", "1")],
+    )
+    .await
+    .unwrap();
     publish_n(&server, "/queue/v11", 2).await;
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert!(m.headers.get("ack").is_none(), "1.1 has no ack header");
     let mid = m.headers.get_str("message-id").unwrap().to_owned();
-    c.send(&Frame::new(Command::Ack).header("message-id", mid).header("subscription", "s1"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Ack)
+            .header("message-id", mid)
+            .header("subscription", "s1"),
+    )
+    .await
+    .unwrap();
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"1");
 }
@@ -120,19 +146,33 @@ async fn stomp_1_1_acks_by_message_id_and_subscription() {
 async fn broadcast_prefetch_drops_beyond_the_window_until_acked() {
     let server = start(|_| {}).await;
     let mut c = ws_session(&server).await;
-    c.subscribe("s", "/topic/acked", &[("ack", "client-individual"), ("prefetch-count", "1")])
-        .await
-        .unwrap();
+    c.subscribe(
+        "s",
+        "/topic/acked",
+        &[("ack", "client-individual"), ("prefetch-count", "1")],
+    )
+    .await
+    .unwrap();
     publish_n(&server, "/topic/acked", 3).await;
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"0");
     no_more_messages(&mut c).await;
-    assert_eq!(metric(&server, "stompbox_messages_dropped_total{reason=\"slow_consumer\"}").await, 2.0);
+    assert_eq!(
+        metric(
+            &server,
+            "stompbox_messages_dropped_total{reason=\"slow_consumer\"}"
+        )
+        .await,
+        2.0
+    );
     c.send(&Frame::new(Command::Ack).header("id", m.headers.get_str("ack").unwrap().to_owned()))
         .await
         .unwrap();
     publish_n(&server, "/topic/acked", 1).await;
-    let m = c.expect(Command::Message, Duration::from_secs(5)).await.unwrap();
+    let m = c
+        .expect(Command::Message, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(&m.body[..], b"0");
 }
 
@@ -140,8 +180,20 @@ async fn broadcast_prefetch_drops_beyond_the_window_until_acked() {
 async fn unknown_acks_are_ignored() {
     let server = start(|_| {}).await;
     let mut c = ws_session(&server).await;
-    c.send(&Frame::new(Command::Ack).header("id", "99-99").header("receipt", "a")).await.unwrap();
+    c.send(
+        &Frame::new(Command::Ack)
+            .header("id", "99-99")
+            .header("receipt", "a"),
+    )
+    .await
+    .unwrap();
     c.receipt("a").await.unwrap();
-    c.send(&Frame::new(Command::Nack).header("id", "garbage").header("receipt", "n")).await.unwrap();
+    c.send(
+        &Frame::new(Command::Nack)
+            .header("id", "garbage")
+            .header("receipt", "n"),
+    )
+    .await
+    .unwrap();
     c.receipt("n").await.unwrap();
 }

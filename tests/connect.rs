@@ -14,13 +14,21 @@ async fn connected_carries_version_heartbeat_session_and_server() {
     let mut c = ws(&server).await;
     assert_eq!(c.subprotocol.as_deref(), Some("v12.stomp"));
     let f = c
-        .connect(&[("accept-version", "1.0,1.1,1.2"), ("heart-beat", "0,0"), ("host", "localhost")])
+        .connect(&[
+            ("accept-version", "1.0,1.1,1.2"),
+            ("heart-beat", "0,0"),
+            ("host", "localhost"),
+        ])
         .await
         .unwrap();
     assert_eq!(f.headers.get_str("version"), Some("1.2"));
     assert_eq!(f.headers.get_str("heart-beat"), Some("10000,10000"));
     assert!(f.headers.get_str("session").is_some_and(|s| !s.is_empty()));
-    assert!(f.headers.get_str("server").is_some_and(|s| s.starts_with("stompbox/")));
+    assert!(
+        f.headers
+            .get_str("server")
+            .is_some_and(|s| s.starts_with("stompbox/"))
+    );
     assert!(f.headers.get("user-name").is_none());
 }
 
@@ -29,9 +37,13 @@ async fn stomp_command_and_version_negotiation() {
     let server = start(|_| {}).await;
     // STOMP instead of CONNECT, highest common version wins.
     let mut c = ws(&server).await;
-    c.send(&Frame::new(Command::Stomp).header("accept-version", "1.1,1.0").header("host", "x"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Stomp)
+            .header("accept-version", "1.1,1.0")
+            .header("host", "x"),
+    )
+    .await
+    .unwrap();
     let f = c.expect(Command::Connected, WAIT).await.unwrap();
     assert_eq!(f.headers.get_str("version"), Some("1.1"));
 
@@ -44,10 +56,15 @@ async fn stomp_command_and_version_negotiation() {
 
     // Nothing in common: ERROR listing the supported versions, then close.
     let mut c = tcp(&server).await;
-    c.send(&Frame::new(Command::Connect).header("accept-version", "2.0")).await.unwrap();
+    c.send(&Frame::new(Command::Connect).header("accept-version", "2.0"))
+        .await
+        .unwrap();
     let f = c.expect(Command::Error, WAIT).await.unwrap();
     assert_eq!(f.headers.get_str("version"), Some("1.0,1.1,1.2"));
-    assert_eq!(f.headers.get_str("message"), Some("unsupported protocol version"));
+    assert_eq!(
+        f.headers.get_str("message"),
+        Some("unsupported protocol version")
+    );
     c.closed(WAIT).await.unwrap();
 }
 
@@ -55,9 +72,13 @@ async fn stomp_command_and_version_negotiation() {
 async fn subprotocol_is_the_clients_first_supported_offer() {
     let server = start(|_| {}).await;
     let url = ws_url(&server);
-    let c = Client::websocket(&url, &["v11.stomp", "v12.stomp"]).await.unwrap();
+    let c = Client::websocket(&url, &["v11.stomp", "v12.stomp"])
+        .await
+        .unwrap();
     assert_eq!(c.subprotocol.as_deref(), Some("v11.stomp"));
-    let c = Client::websocket(&url, &["mqtt", "v10.stomp"]).await.unwrap();
+    let c = Client::websocket(&url, &["mqtt", "v10.stomp"])
+        .await
+        .unwrap();
     assert_eq!(c.subprotocol.as_deref(), Some("v10.stomp"));
     // Offering only unknown protocols gets no Sec-WebSocket-Protocol in the answer.
     let (status, text) = http_get(
@@ -67,17 +88,27 @@ async fn subprotocol_is_the_clients_first_supported_offer() {
     )
     .await;
     assert_eq!(status, 101, "{text}");
-    assert!(!text.to_ascii_lowercase().contains("sec-websocket-protocol"), "{text}");
-    assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "accept key: {text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{text}"
+    );
+    assert!(
+        text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "accept key: {text}"
+    );
 }
 
 #[tokio::test]
 async fn frames_before_connect_and_second_connect_are_errors() {
     let server = start(|_| {}).await;
     let mut c = ws(&server).await;
-    c.send(&Frame::new(Command::Send).header("destination", "/topic/a").header("receipt", "r1"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/topic/a")
+            .header("receipt", "r1"),
+    )
+    .await
+    .unwrap();
     let f = c.expect(Command::Error, WAIT).await.unwrap();
     assert_eq!(f.headers.get_str("message"), Some("not connected"));
     assert_eq!(f.headers.get_str("receipt-id"), Some("r1"));
@@ -85,7 +116,9 @@ async fn frames_before_connect_and_second_connect_are_errors() {
     assert_eq!(c.closed(WAIT).await.unwrap(), Some(1002));
 
     let mut c = ws_session(&server).await;
-    c.send(&Frame::new(Command::Connect).header("accept-version", "1.2")).await.unwrap();
+    c.send(&Frame::new(Command::Connect).header("accept-version", "1.2"))
+        .await
+        .unwrap();
     let f = c.expect(Command::Error, WAIT).await.unwrap();
     assert_eq!(f.headers.get_str("message"), Some("already connected"));
     c.closed(WAIT).await.unwrap();
@@ -98,7 +131,14 @@ async fn connect_deadline_closes_silent_sockets() {
     let f = c.expect(Command::Error, WAIT).await.unwrap();
     assert_eq!(f.headers.get_str("message"), Some("connect timeout"));
     c.closed(WAIT).await.unwrap();
-    assert_eq!(metric(&server, "stompbox_disconnects_total{reason=\"connect_timeout\"}").await, 1.0);
+    assert_eq!(
+        metric(
+            &server,
+            "stompbox_disconnects_total{reason=\"connect_timeout\"}"
+        )
+        .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -139,14 +179,23 @@ async fn client_heartbeats_keep_the_session_and_silence_ends_it() {
     assert_eq!(f.headers.get_str("message"), Some("heart-beat timeout"));
     assert!(started.elapsed() >= Duration::from_millis(150));
     silent.closed(WAIT).await.unwrap();
-    assert_eq!(metric(&server, "stompbox_disconnects_total{reason=\"heartbeat_timeout\"}").await, 1.0);
+    assert_eq!(
+        metric(
+            &server,
+            "stompbox_disconnects_total{reason=\"heartbeat_timeout\"}"
+        )
+        .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn disconnect_receipt_comes_before_close() {
     let server = start(|_| {}).await;
     let mut c = ws_session(&server).await;
-    c.send(&Frame::new(Command::Disconnect).header("receipt", "bye")).await.unwrap();
+    c.send(&Frame::new(Command::Disconnect).header("receipt", "bye"))
+        .await
+        .unwrap();
     let f = c.expect(Command::Receipt, WAIT).await.unwrap();
     assert_eq!(f.headers.get_str("receipt-id"), Some("bye"));
     assert_eq!(c.closed(WAIT).await.unwrap(), Some(1000));

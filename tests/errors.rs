@@ -11,7 +11,11 @@ async fn error_for(server: &broker::Server, bytes: &[u8]) -> Frame {
     let mut c = ws_session(server).await;
     c.send_raw(bytes, true).await.unwrap();
     let f = c.expect(Command::Error, WAIT).await.unwrap();
-    assert_eq!(c.closed(WAIT).await.unwrap(), Some(1002), "closed after ERROR");
+    assert_eq!(
+        c.closed(WAIT).await.unwrap(),
+        Some(1002),
+        "closed after ERROR"
+    );
     f
 }
 
@@ -34,18 +38,57 @@ async fn each_error_case_answers_error_then_closes_and_others_keep_working() {
         (b"FROB\n\n\0", "unknown command", ""),
         (b"SEND\ndestination\n\nx\0", "malformed frame", ""),
         (b"SEND\n\nno destination\0", "missing header", "destination"),
-        (b"SUBSCRIBE\ndestination:/topic/a\n\n\0", "missing header", "'id'"),
-        (b"SEND\ndestination:/elsewhere/x\n\n\0", "unknown destination", "/topic, /queue"),
-        (b"SEND\ndestination:/topic/a\nx:\\t\n\n\0", "malformed frame", ""),
-        (b"SUBSCRIBE\nid:1\ndestination:/topic/a\nack:sometimes\n\n\0", "invalid header", "ack"),
-        (b"MESSAGE\ndestination:/topic/a\n\n\0", "unknown command", "server frame"),
-        (b"COMMIT\ntransaction:nope\n\n\0", "invalid transaction", "nope"),
-        (b"SEND\ndestination:/topic/a\ncontent-length:5000\n\n", "body too large", "1024"),
+        (
+            b"SUBSCRIBE\ndestination:/topic/a\n\n\0",
+            "missing header",
+            "'id'",
+        ),
+        (
+            b"SEND\ndestination:/elsewhere/x\n\n\0",
+            "unknown destination",
+            "/topic, /queue",
+        ),
+        (
+            b"SEND\ndestination:/topic/a\nx:\\t\n\n\0",
+            "malformed frame",
+            "",
+        ),
+        (
+            b"SUBSCRIBE\nid:1\ndestination:/topic/a\nack:sometimes\n\n\0",
+            "invalid header",
+            "ack",
+        ),
+        (
+            b"MESSAGE\ndestination:/topic/a\n\n\0",
+            "unknown command",
+            "server frame",
+        ),
+        (
+            b"COMMIT\ntransaction:nope\n\n\0",
+            "invalid transaction",
+            "nope",
+        ),
+        (
+            b"SEND\ndestination:/topic/a\ncontent-length:5000\n\n",
+            "body too large",
+            "1024",
+        ),
     ];
     for (bytes, want_message, want_detail) in cases {
         let f = error_for(&server, bytes).await;
-        assert_eq!(message(&f), want_message, "for {:?}: {}", String::from_utf8_lossy(bytes), body(&f));
-        assert!(body(&f).contains(want_detail), "detail {:?} for {:?}", body(&f), String::from_utf8_lossy(bytes));
+        assert_eq!(
+            message(&f),
+            want_message,
+            "for {:?}: {}",
+            String::from_utf8_lossy(bytes),
+            body(&f)
+        );
+        assert!(
+            body(&f).contains(want_detail),
+            "detail {:?} for {:?}",
+            body(&f),
+            String::from_utf8_lossy(bytes)
+        );
     }
     // A frame over max_frame_size with no content-length is refused before it is buffered.
     let mut big = b"SEND\ndestination:/topic/a\n\n".to_vec();
@@ -57,7 +100,14 @@ async fn each_error_case_answers_error_then_closes_and_others_keep_working() {
     p.publish("/topic/ok", "still here").await.unwrap();
     let m = bystander.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"still here");
-    assert!(metric(&server, "stompbox_disconnects_total{reason=\"protocol_error\"}").await >= 11.0);
+    assert!(
+        metric(
+            &server,
+            "stompbox_disconnects_total{reason=\"protocol_error\"}"
+        )
+        .await
+            >= 11.0
+    );
 }
 
 #[tokio::test]
@@ -73,18 +123,26 @@ async fn duplicate_subscription_ids_and_the_subscription_limit() {
     let server = start(|c| c.stomp.max_subscriptions = 2).await;
     let mut c = ws_session(&server).await;
     c.subscribe("a", "/topic/1", &[]).await.unwrap();
-    c.send(&Frame::new(Command::Subscribe).header("id", "a").header("destination", "/topic/2"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Subscribe)
+            .header("id", "a")
+            .header("destination", "/topic/2"),
+    )
+    .await
+    .unwrap();
     let f = c.expect(Command::Error, WAIT).await.unwrap();
     assert_eq!(message(&f), "duplicate subscription id");
 
     let mut c = ws_session(&server).await;
     c.subscribe("a", "/topic/1", &[]).await.unwrap();
     c.subscribe("b", "/topic/2", &[]).await.unwrap();
-    c.send(&Frame::new(Command::Subscribe).header("id", "c").header("destination", "/topic/3"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Subscribe)
+            .header("id", "c")
+            .header("destination", "/topic/3"),
+    )
+    .await
+    .unwrap();
     let f = c.expect(Command::Error, WAIT).await.unwrap();
     assert_eq!(message(&f), "too many subscriptions");
     assert!(body(&f).contains('2'));

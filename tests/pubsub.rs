@@ -11,7 +11,10 @@ async fn message_carries_the_right_headers_over_websocket_and_tcp() {
     let server = start(|_| {}).await;
     let mut sub_ws = ws_session(&server).await;
     let mut sub_tcp = tcp_session(&server).await;
-    sub_ws.subscribe("sub-0", "/topic/prices", &[]).await.unwrap();
+    sub_ws
+        .subscribe("sub-0", "/topic/prices", &[])
+        .await
+        .unwrap();
     sub_tcp.subscribe("t1", "/topic/prices", &[]).await.unwrap();
 
     let mut publisher = ws_session(&server).await;
@@ -36,9 +39,16 @@ async fn message_carries_the_right_headers_over_websocket_and_tcp() {
         assert!(h.get_str("message-id").is_some_and(|id| !id.is_empty()));
         assert_eq!(h.get_str("content-type"), Some("application/json"));
         assert_eq!(h.get_str("content-length"), Some("11"));
-        assert_eq!(h.get_str("x-custom"), Some("a:b"), "escaped header round-trips");
+        assert_eq!(
+            h.get_str("x-custom"),
+            Some("a:b"),
+            "escaped header round-trips"
+        );
         assert!(h.get("receipt").is_none(), "receipt is not passed through");
-        assert!(h.get("ack").is_none(), "auto-ack deliveries carry no ack header");
+        assert!(
+            h.get("ack").is_none(),
+            "auto-ack deliveries carry no ack header"
+        );
         assert_eq!(&m.body[..], br#"{"eur":1.1}"#);
     }
     assert!(!sub_ws.last_binary, "UTF-8 bodies travel as text messages");
@@ -52,7 +62,11 @@ async fn binary_bodies_with_nuls_travel_as_binary_messages() {
     let mut publisher = tcp_session(&server).await;
     let body = Bytes::from_static(&[0, 1, 2, 0, 255, 254, 0]);
     publisher
-        .send(&Frame::new(Command::Send).header("destination", "/topic/bin").with_body(body.clone()))
+        .send(
+            &Frame::new(Command::Send)
+                .header("destination", "/topic/bin")
+                .with_body(body.clone()),
+        )
         .await
         .unwrap();
     let m = sub.expect(Command::Message, WAIT).await.unwrap();
@@ -80,17 +94,30 @@ async fn unsubscribe_stops_delivery_and_receipts_answer_every_frame() {
     let mut c = ws_session(&server).await;
     c.subscribe("a", "/topic/x", &[]).await.unwrap();
     c.subscribe("b", "/topic/y", &[]).await.unwrap();
-    c.send(&Frame::new(Command::Unsubscribe).header("id", "a").header("receipt", "u"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Unsubscribe)
+            .header("id", "a")
+            .header("receipt", "u"),
+    )
+    .await
+    .unwrap();
     c.receipt("u").await.unwrap();
-    c.send(&Frame::new(Command::Send).header("destination", "/topic/x").header("receipt", "s1").with_body("x"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/topic/x")
+            .header("receipt", "s1")
+            .with_body("x"),
+    )
+    .await
+    .unwrap();
     c.receipt("s1").await.unwrap();
-    c.send(&Frame::new(Command::Send).header("destination", "/topic/y").with_body("y"))
-        .await
-        .unwrap();
+    c.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/topic/y")
+            .with_body("y"),
+    )
+    .await
+    .unwrap();
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"y", "nothing for the unsubscribed /topic/x");
     assert_eq!(m.headers.get_str("subscription"), Some("b"));
@@ -172,8 +199,14 @@ async fn order_is_kept_per_publisher_and_every_subscriber_gets_everything() {
             assert_eq!(String::from_utf8_lossy(&m.body), n.to_string());
         }
     }
-    assert_eq!(metric(&server, "stompbox_messages_published_total").await, 200.0);
-    assert_eq!(metric(&server, "stompbox_messages_delivered_total").await, 1000.0);
+    assert_eq!(
+        metric(&server, "stompbox_messages_published_total").await,
+        200.0
+    );
+    assert_eq!(
+        metric(&server, "stompbox_messages_delivered_total").await,
+        1000.0
+    );
 }
 
 #[tokio::test]
@@ -184,14 +217,23 @@ async fn stomp_1_0_headers_are_not_escaped() {
     old.send(&Frame::new(Command::Connect)).await.unwrap();
     old.expect(Command::Connected, WAIT).await.unwrap();
     old.set_version(stomp_codec::Version::V1_0);
-    old.send(&Frame::new(Command::Subscribe).header("destination", "/topic/esc").header("receipt", "r"))
-        .await
-        .unwrap();
+    old.send(
+        &Frame::new(Command::Subscribe)
+            .header("destination", "/topic/esc")
+            .header("receipt", "r"),
+    )
+    .await
+    .unwrap();
     old.receipt("r").await.unwrap();
     let mut p = ws_session(&server).await;
-    p.send(&Frame::new(Command::Send).header("destination", "/topic/esc").header("k", "a:b\\c").with_body("x"))
-        .await
-        .unwrap();
+    p.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/topic/esc")
+            .header("k", "a:b\\c")
+            .with_body("x"),
+    )
+    .await
+    .unwrap();
     let m = old.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(m.headers.get("k"), Some(b"a:b\\c".as_slice()));
 }

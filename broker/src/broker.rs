@@ -96,7 +96,8 @@ impl Broker {
             DestinationMode::Queue => {
                 let q = self.queues.get_or_create(destination, rule.max_pending);
                 let o = q.publish(msg);
-                self.metrics.dropped(DropReason::QueueFull, o.dropped as u64);
+                self.metrics
+                    .dropped(DropReason::QueueFull, o.dropped as u64);
                 self.metrics.queued.set(self.queues.total_pending() as i64);
                 PublishOutcome {
                     delivered: o.delivered,
@@ -145,10 +146,10 @@ impl Broker {
 
 fn deliver_with_credit(sub: &Subscriber, msg: &Arc<Published>) -> Result<(), PushError> {
     let credit = sub.credit.as_ref();
-    if let Some(c) = credit {
-        if !c.try_take() {
-            return Err(PushError::Full);
-        }
+    if let Some(c) = credit
+        && !c.try_take()
+    {
+        return Err(PushError::Full);
     }
     let item = Outbound::Deliver(Delivery {
         key: sub.key,
@@ -157,10 +158,10 @@ fn deliver_with_credit(sub: &Subscriber, msg: &Arc<Published>) -> Result<(), Pus
         queue: None,
     });
     let r = sub.outbox.push(item, msg.size_hint());
-    if r.is_err() {
-        if let Some(c) = credit {
-            c.give_back(1);
-        }
+    if r.is_err()
+        && let Some(c) = credit
+    {
+        c.give_back(1);
     }
     r
 }
@@ -195,7 +196,8 @@ impl SharedFrames {
             },
         );
         if self.frames.len() < Self::MAX {
-            self.frames.push((sub.version, sub.id.clone(), frame.clone()));
+            self.frames
+                .push((sub.version, sub.id.clone(), frame.clone()));
         }
         frame
     }

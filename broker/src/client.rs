@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use stomp_codec::{Command, DecodeError, Decoded, Decoder, DecoderConfig, Frame, Version, encode_frame};
+use stomp_codec::{
+    Command, DecodeError, Decoded, Decoder, DecoderConfig, Frame, Version, encode_frame,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -66,7 +68,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("version", &self.version).finish()
+        f.debug_struct("Client")
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -87,7 +91,9 @@ impl Client {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_str(&offer).map_err(io_err)?,
         );
-        let (ws, resp) = tokio_tungstenite::connect_async(req).await.map_err(io_err)?;
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(io_err)?;
         let subprotocol = resp
             .headers()
             .get("Sec-WebSocket-Protocol")
@@ -256,7 +262,9 @@ impl Client {
             f = f.header(n.to_string(), v.to_string());
         }
         self.send(&f).await?;
-        let connected = self.expect(Command::Connected, Duration::from_secs(5)).await?;
+        let connected = self
+            .expect(Command::Connected, Duration::from_secs(5))
+            .await?;
         let v = connected
             .headers
             .get_str("version")
@@ -267,7 +275,12 @@ impl Client {
     }
 
     /// SUBSCRIBE with a receipt, waiting for the RECEIPT so the subscription is live.
-    pub async fn subscribe(&mut self, id: &str, destination: &str, extra: &[(&str, &str)]) -> Result<()> {
+    pub async fn subscribe(
+        &mut self,
+        id: &str,
+        destination: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<()> {
         let receipt = format!("sub-{id}");
         let mut f = Frame::new(Command::Subscribe)
             .header("id", id.to_owned())

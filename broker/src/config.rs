@@ -312,7 +312,12 @@ impl Config {
             if let Err(e) = Pattern::parse(&rule.pattern, sep) {
                 return invalid(format!("destinations[{i}].pattern {:?}: {e}", rule.pattern));
             }
-            if !self.broker.prefixes.iter().any(|p| rule.pattern.starts_with(p.as_str())) {
+            if !self
+                .broker
+                .prefixes
+                .iter()
+                .any(|p| rule.pattern.starts_with(p.as_str()))
+            {
                 return invalid(format!(
                     "destinations[{i}].pattern {:?} is outside every broker prefix {:?}",
                     rule.pattern, self.broker.prefixes
@@ -354,7 +359,10 @@ mod tests {
         let from_file = Config::from_toml(DEFAULT_CONFIG_TOML).expect("broker.toml is valid");
         let builtin = Config::default();
         assert_eq!(from_file.server.websocket, builtin.server.websocket);
-        assert_eq!(from_file.server.websocket_path, builtin.server.websocket_path);
+        assert_eq!(
+            from_file.server.websocket_path,
+            builtin.server.websocket_path
+        );
         assert_eq!(from_file.stomp.max_frame_size, builtin.stomp.max_frame_size);
         assert_eq!(from_file.stomp.heartbeat, builtin.stomp.heartbeat);
         assert_eq!(from_file.outbox.max_bytes, builtin.outbox.max_bytes);
@@ -371,8 +379,9 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected() {
-        let err = Config::from_toml("[[destinations]]\npattern = \"/queue/a**b\"\nmode = \"queue\"\n")
-            .unwrap_err();
+        let err =
+            Config::from_toml("[[destinations]]\npattern = \"/queue/a**b\"\nmode = \"queue\"\n")
+                .unwrap_err();
         assert!(err.to_string().contains("destinations[0]"), "{err}");
     }
 }

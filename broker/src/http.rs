@@ -86,7 +86,9 @@ fn route(
             let mut r = Response::new(Full::new(Bytes::from(broker.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }
@@ -136,17 +138,28 @@ fn upgrade(
 ) -> Response<Body> {
     let h = req.headers();
     if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "the WebSocket endpoint accepts GET only\n");
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the WebSocket endpoint accepts GET only\n",
+        );
     }
     if !header_has_token(h, header::UPGRADE, "websocket")
         || !header_has_token(h, header::CONNECTION, "upgrade")
     {
-        return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade request\n");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade request\n",
+        );
     }
     if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        let mut r = text(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 is required\n");
-        r.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let mut r = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket version 13 is required\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
     let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
@@ -155,7 +168,10 @@ fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     let protocol = select_subprotocol(h);
     let Some(permit) = permit.lock().ok().and_then(|mut p| p.take()) else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        );
     };
 
     let cfg = &broker.config;
@@ -209,7 +225,10 @@ mod tests {
             HeaderValue::from_static("v11.stomp, v12.stomp"),
         );
         assert_eq!(select_subprotocol(&h), Some("v11.stomp"));
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("mqtt"));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("mqtt"),
+        );
         assert_eq!(select_subprotocol(&h), None);
         assert_eq!(select_subprotocol(&HeaderMap::new()), None);
     }

@@ -111,38 +111,70 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("stompbox");
         let connections = Gauge::default();
-        registry.register("connections", "Open client connections", connections.clone());
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
         let conn_family = Family::<TransportLabel, Counter>::default();
         registry.register(
             "connections_accepted",
             "Connections accepted, by transport",
             conn_family.clone(),
         );
-        let connections_total = ["websocket", "tcp"]
-            .map(|t| conn_family.get_or_create(&TransportLabel { transport: t }).clone());
+        let connections_total = ["websocket", "tcp"].map(|t| {
+            conn_family
+                .get_or_create(&TransportLabel { transport: t })
+                .clone()
+        });
         let subscriptions = Gauge::default();
         registry.register("subscriptions", "Live subscriptions", subscriptions.clone());
         let fin = Family::<CommandLabel, Counter>::default();
-        registry.register("frames_received", "STOMP frames received, by command", fin.clone());
+        registry.register(
+            "frames_received",
+            "STOMP frames received, by command",
+            fin.clone(),
+        );
         let fout = Family::<CommandLabel, Counter>::default();
         registry.register("frames_sent", "STOMP frames sent, by command", fout.clone());
         let per_command = |f: &Family<CommandLabel, Counter>| {
             Command::ALL
                 .iter()
-                .map(|c| f.get_or_create(&CommandLabel { command: c.as_str() }).clone())
+                .map(|c| {
+                    f.get_or_create(&CommandLabel {
+                        command: c.as_str(),
+                    })
+                    .clone()
+                })
                 .collect::<Vec<_>>()
         };
         let frames_in = per_command(&fin);
         let frames_out = per_command(&fout);
         let published = Counter::default();
-        registry.register("messages_published", "Messages published to broker destinations", published.clone());
+        registry.register(
+            "messages_published",
+            "Messages published to broker destinations",
+            published.clone(),
+        );
         let delivered = Counter::default();
-        registry.register("messages_delivered", "Message deliveries queued to subscribers", delivered.clone());
+        registry.register(
+            "messages_delivered",
+            "Message deliveries queued to subscribers",
+            delivered.clone(),
+        );
         let drop_family = Family::<ReasonLabel, Counter>::default();
-        registry.register("messages_dropped", "Deliveries dropped, by reason", drop_family.clone());
+        registry.register(
+            "messages_dropped",
+            "Deliveries dropped, by reason",
+            drop_family.clone(),
+        );
         let dropped = DropReason::ALL
             .iter()
-            .map(|r| drop_family.get_or_create(&ReasonLabel { reason: r.label() }).clone())
+            .map(|r| {
+                drop_family
+                    .get_or_create(&ReasonLabel { reason: r.label() })
+                    .clone()
+            })
             .collect();
         let close_family = Family::<ReasonLabel, Counter>::default();
         registry.register(
@@ -152,14 +184,26 @@ impl Metrics {
         );
         let closed = CloseReason::ALL
             .iter()
-            .map(|r| close_family.get_or_create(&ReasonLabel { reason: r.label() }).clone())
+            .map(|r| {
+                close_family
+                    .get_or_create(&ReasonLabel { reason: r.label() })
+                    .clone()
+            })
             .collect();
         let bytes_in = Counter::default();
-        registry.register("received_bytes", "Bytes received from clients", bytes_in.clone());
+        registry.register(
+            "received_bytes",
+            "Bytes received from clients",
+            bytes_in.clone(),
+        );
         let bytes_out = Counter::default();
         registry.register("sent_bytes", "Bytes sent to clients", bytes_out.clone());
         let queued = Gauge::default();
-        registry.register("queued_messages", "Messages waiting in queue-mode destinations", queued.clone());
+        registry.register(
+            "queued_messages",
+            "Messages waiting in queue-mode destinations",
+            queued.clone(),
+        );
         Self {
             registry,
             connections,
@@ -279,8 +323,17 @@ mod tests {
         local.flush(&m);
         m.dropped(DropReason::SlowConsumer, 2);
         let text = m.render();
-        assert!(text.contains("stompbox_frames_received_total{command=\"SEND\"} 1"), "{text}");
-        assert!(text.contains("stompbox_frames_sent_total{command=\"MESSAGE\"} 1"), "{text}");
-        assert!(text.contains("stompbox_messages_dropped_total{reason=\"slow_consumer\"} 2"), "{text}");
+        assert!(
+            text.contains("stompbox_frames_received_total{command=\"SEND\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stompbox_frames_sent_total{command=\"MESSAGE\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stompbox_messages_dropped_total{reason=\"slow_consumer\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -189,7 +189,8 @@ fn glob_match(glob: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    glob.get(g..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    glob.get(g..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]
@@ -235,8 +236,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(Pattern::parse("/a/b**", b'/'), Err(PatternError::DoubleStarInSegment));
-        assert_eq!(Pattern::parse("/a/{x", b'/'), Err(PatternError::UnbalancedBrace));
+        assert_eq!(
+            Pattern::parse("/a/b**", b'/'),
+            Err(PatternError::DoubleStarInSegment)
+        );
+        assert_eq!(
+            Pattern::parse("/a/{x", b'/'),
+            Err(PatternError::UnbalancedBrace)
+        );
         assert!(is_pattern("/a/*") && is_pattern("/a/{b}") && !is_pattern("/a/b"));
     }
 

@@ -89,7 +89,13 @@ impl Queue {
     }
 
     /// Registers a consumer with `prefetch` credit.
-    pub fn add_consumer(self: &Arc<Self>, conn: ConnId, key: u32, outbox: Arc<Outbox>, prefetch: u32) {
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        conn: ConnId,
+        key: u32,
+        outbox: Arc<Outbox>,
+        prefetch: u32,
+    ) {
         let mut st = self.lock();
         st.consumers.push(Consumer {
             conn,
@@ -110,7 +116,11 @@ impl Queue {
     /// Gives `n` units of credit back to a consumer (messages acknowledged or auto-acked).
     pub fn settle(self: &Arc<Self>, conn: ConnId, key: u32, n: u32) {
         let mut st = self.lock();
-        if let Some(c) = st.consumers.iter_mut().find(|c| c.conn == conn && c.key == key) {
+        if let Some(c) = st
+            .consumers
+            .iter_mut()
+            .find(|c| c.conn == conn && c.key == key)
+        {
             c.credit = c.credit.saturating_add(n);
         }
         self.dispatch(&mut st);
@@ -139,7 +149,9 @@ impl Queue {
                 break;
             };
             let idx = (start + offset) % n;
-            let Some(p) = st.pending.pop_front() else { break };
+            let Some(p) = st.pending.pop_front() else {
+                break;
+            };
             let consumer = &mut st.consumers[idx];
             let size = p.msg.size_hint();
             let item = Outbound::Deliver(Delivery {

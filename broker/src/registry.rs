@@ -160,7 +160,10 @@ impl Registry {
 
     /// Adds a pattern subscription.
     pub fn subscribe_pattern(&self, pattern: Pattern, sub: Subscriber) {
-        let group = self.patterns.entry(pattern.literal_prefix().into()).or_default();
+        let group = self
+            .patterns
+            .entry(pattern.literal_prefix().into())
+            .or_default();
         let mut entries = write(&group.entries);
         match entries.iter_mut().find(|e| e.pattern == pattern) {
             Some(entry) => entry.subs.insert(sub),
@@ -269,7 +272,10 @@ mod tests {
         r.subscribe_pattern(Pattern::parse("/topic/*", b'/').unwrap(), sub(2, 0));
         r.subscribe_pattern(Pattern::parse("/topic/**", b'/').unwrap(), sub(3, 0));
         r.subscribe_pattern(Pattern::parse("/**", b'/').unwrap(), sub(4, 0));
-        assert_eq!(matches(&r, "/topic/a"), vec![(1, 0), (2, 0), (3, 0), (4, 0)]);
+        assert_eq!(
+            matches(&r, "/topic/a"),
+            vec![(1, 0), (2, 0), (3, 0), (4, 0)]
+        );
         assert_eq!(matches(&r, "/topic/b/c"), vec![(3, 0), (4, 0)]);
         assert_eq!(matches(&r, "/queue/x"), vec![(4, 0)]);
         r.unsubscribe_pattern(&Pattern::parse("/**", b'/').unwrap(), 4, 0);

@@ -41,21 +41,10 @@ impl Server {
 
         let b = Arc::clone(&broker);
         let p = Arc::clone(&permits);
-        broker.tracker.spawn(accept_loop(Arc::clone(&broker), http_listener, move |stream, peer| {
-            let broker = Arc::clone(&b);
-            let permits = Arc::clone(&p);
-            async move {
-                let Ok(permit) = permits.try_acquire_owned() else {
-                    debug!(%peer, "connection limit reached; refusing");
-                    return;
-                };
-                http::serve_connection(broker, stream, peer, permit).await;
-            }
-        }));
-        if let Some(listener) = tcp_listener {
-            let b = Arc::clone(&broker);
-            let p = Arc::clone(&permits);
-            broker.tracker.spawn(accept_loop(Arc::clone(&broker), listener, move |stream, peer| {
+        broker.tracker.spawn(accept_loop(
+            Arc::clone(&broker),
+            http_listener,
+            move |stream, peer| {
                 let broker = Arc::clone(&b);
                 let permits = Arc::clone(&p);
                 async move {
@@ -63,11 +52,30 @@ impl Server {
                         debug!(%peer, "connection limit reached; refusing");
                         return;
                     };
-                    let chunk = broker.config.websocket.read_buffer_size;
-                    session::run(broker, Transport::stream(stream, chunk), peer).await;
-                    drop(permit);
+                    http::serve_connection(broker, stream, peer, permit).await;
                 }
-            }));
+            },
+        ));
+        if let Some(listener) = tcp_listener {
+            let b = Arc::clone(&broker);
+            let p = Arc::clone(&permits);
+            broker.tracker.spawn(accept_loop(
+                Arc::clone(&broker),
+                listener,
+                move |stream, peer| {
+                    let broker = Arc::clone(&b);
+                    let permits = Arc::clone(&p);
+                    async move {
+                        let Ok(permit) = permits.try_acquire_owned() else {
+                            debug!(%peer, "connection limit reached; refusing");
+                            return;
+                        };
+                        let chunk = broker.config.websocket.read_buffer_size;
+                        session::run(broker, Transport::stream(stream, chunk), peer).await;
+                        drop(permit);
+                    }
+                },
+            ));
         }
         info!(%http_addr, ?tcp_addr, "stompbox listening");
         Ok(Self {

@@ -120,7 +120,9 @@ impl Transport {
                 if buf.is_empty() {
                     // Take over the message's own allocation when nobody else holds it, so the
                     // frames decoded from it are slices of it: no copy.
-                    *buf = payload.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+                    *buf = payload
+                        .try_into_mut()
+                        .unwrap_or_else(|b| BytesMut::from(&b[..]));
                 } else {
                     buf.extend_from_slice(&payload);
                 }
@@ -128,8 +130,7 @@ impl Transport {
             },
             Transport::Stream(s) => {
                 buf.reserve(s.read_chunk);
-                s.io
-                    .read_buf(buf)
+                s.io.read_buf(buf)
                     .await
                     .map_err(|e| TransportError::Io(e.to_string()))
             }
@@ -159,14 +160,12 @@ impl Transport {
                 .map_err(|e| TransportError::Io(e.to_string())),
             Transport::Stream(s) => {
                 if !s.write_buf.is_empty() {
-                    s.io
-                        .write_all(&s.write_buf)
+                    s.io.write_all(&s.write_buf)
                         .await
                         .map_err(|e| TransportError::Io(e.to_string()))?;
                     s.write_buf.clear();
                 }
-                s.io
-                    .flush()
+                s.io.flush()
                     .await
                     .map_err(|e| TransportError::Io(e.to_string()))
             }

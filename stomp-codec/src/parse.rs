@@ -10,6 +10,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use memchr::memchr;
 use nom::branch::alt;
 use nom::bytes::{tag, take_till, take_till1};
 use nom::combinator::map_res;
@@ -200,13 +201,21 @@ pub(crate) fn parse_head(
         DecodeError::InvalidHeader => DecodeError::UnknownCommand,
         other => other,
     })?;
-    let unescape_as = (version >= Version::V1_1 && command.escapes_headers()).then_some(version);
+    // One search of the whole block instead of one per field: most frames carry no
+    // escapes at all, and then every field is used as is.
+    let unescape_as = (version >= Version::V1_1
+        && command.escapes_headers()
+        && memchr(b'\\', rest).is_some())
+    .then_some(version);
     let mut headers = Vec::with_capacity(lines);
     let mut content_length = None;
     let mut blank = eol();
     let mut header = header_line();
     loop {
-        if let Ok((after, _)) = blank.parse_complete(rest) {
+        // Peek rather than attempt a parse on every line: a failed nom parse builds
+        // an error value, which costs more than looking at two bytes.
+        if matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
+            let (after, _) = blank.parse_complete(rest).map_err(into_decode_error)?;
             rest = after;
             break;
         }

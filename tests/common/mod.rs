@@ -28,12 +28,16 @@ pub fn ws_url(server: &Server) -> String {
 
 /// A WebSocket client, not yet STOMP-connected.
 pub async fn ws(server: &Server) -> Client {
-    Client::websocket(&ws_url(server), &[]).await.expect("websocket connects")
+    Client::websocket(&ws_url(server), &[])
+        .await
+        .expect("websocket connects")
 }
 
 /// A TCP client, not yet STOMP-connected.
 pub async fn tcp(server: &Server) -> Client {
-    Client::tcp(server.tcp_addr().expect("tcp enabled")).await.expect("tcp connects")
+    Client::tcp(server.tcp_addr().expect("tcp enabled"))
+        .await
+        .expect("tcp connects")
 }
 
 /// A STOMP 1.2 session over WebSocket.
@@ -53,7 +57,8 @@ pub async fn tcp_session(server: &Server) -> Client {
 /// A plain HTTP GET; returns (status, headers+body text).
 pub async fn http_get(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let read = async {
@@ -70,7 +75,9 @@ pub async fn http_get(addr: SocketAddr, path: &str, extra_headers: &str) -> (u16
             }
         }
     };
-    tokio::time::timeout(WAIT, read).await.expect("http response in time");
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("http response in time");
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split(' ')
@@ -103,6 +110,9 @@ where
         if cond().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
     }
 }

@@ -41,7 +41,9 @@ pub enum ProtocolError {
         detail: String,
     },
     /// No broker prefix serves the destination.
-    #[error("destination '{destination}' is not served; destinations must start with one of: {prefixes}")]
+    #[error(
+        "destination '{destination}' is not served; destinations must start with one of: {prefixes}"
+    )]
     UnservedDestination {
         /// The destination.
         destination: String,

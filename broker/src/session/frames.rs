@@ -91,7 +91,10 @@ impl Session {
                 .ok_or(ProtocolError::UnsupportedVersion)?,
         };
         let client_hb = heartbeat::parse(h.get_str("heart-beat")).ok_or_else(|| {
-            ProtocolError::invalid("heart-beat", "expected two comma-separated numbers of milliseconds")
+            ProtocolError::invalid(
+                "heart-beat",
+                "expected two comma-separated numbers of milliseconds",
+            )
         })?;
         let cfg = &self.broker.config.stomp;
         if version > Version::V1_0 {
@@ -178,7 +181,10 @@ impl Session {
                 Ok(0) => max_unacked,
                 Ok(n) => n.min(max_unacked),
                 Err(_) => {
-                    return Err(ProtocolError::invalid("prefetch-count", "expected a whole number"));
+                    return Err(ProtocolError::invalid(
+                        "prefetch-count",
+                        "expected a whole number",
+                    ));
                 }
             },
         };
@@ -199,7 +205,10 @@ impl Session {
                 if wildcard {
                     return Err(ProtocolError::WildcardQueue(destination));
                 }
-                let q = self.broker.queues.get_or_create(&destination, rule.max_pending);
+                let q = self
+                    .broker
+                    .queues
+                    .get_or_create(&destination, rule.max_pending);
                 q.add_consumer(self.conn, key, Arc::clone(&self.outbox), prefetch);
                 (Source::Queue(q), None)
             }
@@ -222,7 +231,9 @@ impl Session {
                         .subscribe_pattern(pattern.clone(), subscriber);
                     (Source::Pattern(pattern), credit)
                 } else {
-                    self.broker.registry.subscribe_exact(&destination, subscriber);
+                    self.broker
+                        .registry
+                        .subscribe_exact(&destination, subscriber);
                     (Source::Exact, credit)
                 }
             }
@@ -268,10 +279,11 @@ impl Session {
     fn release_subscription(&self, key: u32, sub: Subscription) {
         self.broker.metrics.subscriptions.dec();
         match sub.source {
-            Source::Exact => self
-                .broker
-                .registry
-                .unsubscribe_exact(&sub.destination, self.conn, key),
+            Source::Exact => {
+                self.broker
+                    .registry
+                    .unsubscribe_exact(&sub.destination, self.conn, key)
+            }
             Source::Pattern(p) => self.broker.registry.unsubscribe_pattern(&p, self.conn, key),
             Source::Queue(q) => {
                 q.remove_consumer(self.conn, key);
@@ -298,12 +310,10 @@ impl Session {
     /// Finds the delivery an ACK or NACK names: `id` in 1.2 (our `ack` header, `key-seq`),
     /// `message-id` (and `subscription` in 1.1) before.
     fn find_ack_target(&self, h: &Headers) -> Option<(u32, u64)> {
-        if let Some(id) = h.get_str("id") {
-            if let Some((k, s)) = id.split_once('-') {
-                if let (Ok(k), Ok(s)) = (k.parse(), s.parse()) {
-                    return Some((k, s));
-                }
-            }
+        if let Some((k, s)) = h.get_str("id").and_then(|id| id.split_once('-'))
+            && let (Ok(k), Ok(s)) = (k.parse(), s.parse())
+        {
+            return Some((k, s));
         }
         let mid = h.get("message-id")?;
         let within = match h.get("subscription") {
@@ -502,4 +512,3 @@ pub(super) fn error_frame(e: &ProtocolError, receipt: Option<Bytes>) -> Frame {
     f.header("content-type", "text/plain")
         .with_body(Bytes::from(e.to_string()))
 }
-

@@ -29,8 +29,7 @@ pub fn negotiate(client: (u64, u64), server: [u64; 2], grace: Duration) -> Heart
     let (cx, cy) = client;
     let [sx, sy] = server;
     let send_every = (sx > 0 && cy > 0).then(|| Duration::from_millis(sx.max(cy)));
-    let receive_timeout =
-        (cx > 0 && sy > 0).then(|| Duration::from_millis(cx.max(sy)) + grace);
+    let receive_timeout = (cx > 0 && sy > 0).then(|| Duration::from_millis(cx.max(sy)) + grace);
     Heartbeat {
         send_every,
         receive_timeout,

@@ -307,7 +307,11 @@ impl Session {
                 let too_big = matches!(e, ProtocolError::MessageTooLarge(_));
                 let frame = frames::error_frame(&e, receipt);
                 self.reply(&frame);
-                if too_big { Closing::TooBig } else { Closing::Error }
+                if too_big {
+                    Closing::TooBig
+                } else {
+                    Closing::Error
+                }
             }
         };
         let _ = timeout(deadline, self.write_pending(t)).await;

@@ -174,7 +174,11 @@ pub fn take_acked(sub: &mut Subscription, seq: u64) -> Vec<Arc<Published>> {
         }
         AckMode::ClientIndividual | AckMode::Auto => {
             match sub.unacked.iter().position(|u| u.seq == seq) {
-                Some(i) => sub.unacked.remove(i).map(|u| vec![u.msg]).unwrap_or_default(),
+                Some(i) => sub
+                    .unacked
+                    .remove(i)
+                    .map(|u| vec![u.msg])
+                    .unwrap_or_default(),
                 None => Vec::new(),
             }
         }
