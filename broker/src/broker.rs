@@ -9,6 +9,8 @@ use stomp_codec::{Delivery as WireDelivery, Headers, Version};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::{AppRouter, Backend};
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
 use crate::message::{MessageIds, Published};
 use crate::metrics::{DropReason, Metrics};
@@ -24,6 +26,14 @@ pub enum PublishError {
     /// No prefix serves the destination.
     #[error("destination {0} is not served by this broker")]
     Unserved(String),
+    /// Application destinations are handled by routes, not published to.
+    #[error(
+        "destination {0} is an application destination; publish to a broker or user destination"
+    )]
+    AppDestination(String),
+    /// A user destination without a user: `/user/{name}/...` is needed.
+    #[error("user destination {0} names no user")]
+    NoUser(String),
 }
 
 /// What a publish did.
@@ -48,6 +58,12 @@ pub struct Broker {
     pub queues: Queues,
     /// Exported metrics.
     pub metrics: Metrics,
+    /// Application routes.
+    pub app: AppRouter,
+    /// HTTP client for `forward` routes.
+    pub backend: Backend,
+    /// Credential checks.
+    pub auth: Authenticator,
     ids: MessageIds,
     next_conn: AtomicU64,
     /// Cancelled when the broker shuts down.
@@ -57,11 +73,26 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Builds the shared state for a validated configuration.
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Builds the shared state for a validated configuration, without Rust handlers.
+    pub fn new(config: Config) -> Result<Arc<Self>, AuthSetupError> {
+        Self::with_app(config, AppRouter::new())
+    }
+
+    /// Builds the shared state with Rust application handlers; the configuration's
+    /// `[[app.routes]]` come after them.
+    pub fn with_app(config: Config, app: AppRouter) -> Result<Arc<Self>, AuthSetupError> {
+        let auth = Authenticator::from_config(&config.auth)?;
         let router = Router::new(&config);
         let registry = Registry::new(router.separator());
-        Arc::new(Self {
+        // Validation already compiled every route path, so this cannot fail.
+        let app = app.clone().with_config_routes(&config).unwrap_or(app);
+        let backend = Backend::new(std::time::Duration::from_millis(
+            config.app.backend_timeout_ms,
+        ));
+        Ok(Arc::new(Self {
+            auth,
+            app,
+            backend,
             config: Arc::new(config),
             router,
             registry,
@@ -71,7 +102,7 @@ impl Broker {
             next_conn: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-        })
+        }))
     }
 
     /// A fresh connection id.
@@ -79,15 +110,28 @@ impl Broker {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Publishes a message to a broker destination, as a SEND does.
+    /// A fresh, unique message id.
+    pub fn next_message_id(&self) -> String {
+        self.ids.next()
+    }
+
+    /// Publishes a message to a broker destination or to a user destination
+    /// (`/user/{name}/queue/x`), as a client SEND does.
     pub fn publish(
         &self,
         destination: &str,
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
-        let Route::Broker(rule) = self.router.route(destination) else {
-            return Err(PublishError::Unserved(destination.to_owned()));
+        let rule = match self.router.route(destination) {
+            Route::Broker(rule) => rule,
+            Route::User { rest } => {
+                let (user, rest) =
+                    split_user(rest).ok_or_else(|| PublishError::NoUser(destination.to_owned()))?;
+                return self.publish_to_user(&user, rest, headers, body);
+            }
+            Route::App { .. } => return Err(PublishError::AppDestination(destination.to_owned())),
+            Route::Unserved => return Err(PublishError::Unserved(destination.to_owned())),
         };
         let id = self.ids.next();
         let msg = Arc::new(Published::from_send(destination, &id, headers, body));
@@ -106,6 +150,30 @@ impl Broker {
             }
             DestinationMode::Broadcast => self.fan_out(destination, &msg, rule.slow_consumer),
         };
+        self.metrics.delivered.inc_by(outcome.delivered as u64);
+        Ok(outcome)
+    }
+
+    /// Publishes to every session of `user` subscribed to `/user{destination}`; the MESSAGE shows
+    /// `destination:/user{destination}`, as in Spring.
+    pub fn publish_to_user(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<PublishOutcome, PublishError> {
+        let Route::Broker(rule) = self.router.route_broker(destination) else {
+            return Err(PublishError::Unserved(format!(
+                "{}/{user}{destination}",
+                self.router.user_prefix()
+            )));
+        };
+        let id = self.ids.next();
+        let shown = format!("{}{destination}", self.router.user_prefix());
+        let msg = Arc::new(Published::from_send(&shown, &id, headers, body));
+        self.metrics.published.inc();
+        let outcome = self.fan_out(&user_key(user, destination), &msg, rule.slow_consumer);
         self.metrics.delivered.inc_by(outcome.delivered as u64);
         Ok(outcome)
     }
@@ -142,6 +210,32 @@ impl Broker {
             .dropped(DropReason::SlowConsumer, outcome.dropped as u64);
         outcome
     }
+}
+
+/// The registry key of a user's destination. The user name is hex-encoded so no name can
+/// contain pattern syntax or a separator, and the key starts with a control character no client
+/// destination can route to.
+pub fn user_key(user: &str, destination: &str) -> String {
+    let mut key = String::with_capacity(2 + user.len() * 2 + destination.len());
+    key.push('\u{1}');
+    for b in user.bytes() {
+        key.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        key.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    key.push('\u{1}');
+    key.push_str(destination);
+    key
+}
+
+/// Splits `/bob/queue/x` into `("bob", "/queue/x")`; `%2F` in the name stands for `/`.
+pub fn split_user(rest: &str) -> Option<(String, &str)> {
+    let rest = rest.strip_prefix('/')?;
+    let slash = rest.find('/')?;
+    let (name, dest) = rest.split_at(slash);
+    if name.is_empty() {
+        return None;
+    }
+    Some((name.replace("%2F", "/").replace("%2f", "/"), dest))
 }
 
 fn deliver_with_credit(sub: &Subscriber, msg: &Arc<Published>) -> Result<(), PushError> {

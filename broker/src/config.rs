@@ -50,6 +50,179 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Per-destination settings, matched by pattern; the first matching entry wins.
     pub destinations: Vec<DestinationRule>,
+    /// Application destinations (`/app`): routes to handlers.
+    pub app: AppConfig,
+    /// User destinations (`/user`).
+    pub user: UserConfig,
+    /// Who may connect, and as whom.
+    pub auth: AuthConfig,
+}
+
+/// `[app]`: destinations handled by application code instead of the broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Prefixes of application destinations (Spring's `setApplicationDestinationPrefixes`).
+    pub prefixes: Vec<String>,
+    /// A SEND to an application destination with no handler: `"drop"` (Spring's behaviour,
+    /// counted and logged) or `"error"` (ERROR frame and close).
+    pub unhandled: Unhandled,
+    /// Where handler and backend errors go, relative to the sender's user destinations
+    /// (the sender subscribes to `/user/queue/errors`).
+    pub errors_destination: String,
+    /// Time an HTTP backend has to answer.
+    pub backend_timeout_ms: u64,
+    /// Application messages of one connection waiting for their handler; beyond it the sender
+    /// gets an error on its errors destination.
+    pub max_pending: usize,
+    /// Routes declared in the configuration.
+    pub routes: Vec<AppRoute>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            prefixes: vec!["/app".to_owned()],
+            unhandled: Unhandled::Drop,
+            errors_destination: "/queue/errors".to_owned(),
+            backend_timeout_ms: 5_000,
+            max_pending: 64,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// What happens to a SEND to an application destination that no route handles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unhandled {
+    /// Drop it (counted in `/metrics`, logged at debug).
+    #[default]
+    Drop,
+    /// Answer ERROR and close.
+    Error,
+}
+
+/// Which frame a route answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteOn {
+    /// SEND (Spring's `@MessageMapping`).
+    #[default]
+    Send,
+    /// SUBSCRIBE: the reply goes to that subscriber once (Spring's `@SubscribeMapping`).
+    Subscribe,
+}
+
+/// One `[[app.routes]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRoute {
+    /// The application destination, with `{name}` captures: `/app/chat/{room}`.
+    pub destination: String,
+    /// SEND (default) or SUBSCRIBE.
+    #[serde(default)]
+    pub on: RouteOn,
+    /// Publish the message, unchanged, to this destination (captures substituted).
+    #[serde(default)]
+    pub send_to: Option<String>,
+    /// POST the message as JSON to this HTTP URL; the response lists messages to publish.
+    #[serde(default)]
+    pub forward: Option<String>,
+}
+
+/// `[user]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserConfig {
+    /// Prefix of user destinations (Spring's `setUserDestinationPrefix`).
+    pub prefix: String,
+}
+
+impl Default for UserConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "/user".to_owned(),
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether clients without credentials may connect (they get a per-session identity).
+    pub allow_anonymous: bool,
+    /// Static users.
+    pub users: Vec<StaticUser>,
+    /// JSON Web Tokens.
+    pub jwt: Option<JwtConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            allow_anonymous: true,
+            users: Vec::new(),
+            jwt: None,
+        }
+    }
+}
+
+/// One `[[auth.users]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticUser {
+    /// The login, which becomes the user name.
+    pub name: String,
+    /// An argon2 PHC string from `stompbox hash-password`.
+    pub password_hash: String,
+    /// Roles, for authorization rules.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for StaticUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUser")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// `[auth.jwt]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `"HS256"`, `"RS256"` or `"ES256"`.
+    pub algorithm: String,
+    /// HS256: the environment variable holding the shared secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// RS256/ES256: a PEM file with the public key.
+    #[serde(default)]
+    pub public_key_file: Option<std::path::PathBuf>,
+    /// The claim that becomes the user name.
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// A claim holding a list of roles, if any.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[serde(default)]
+    pub leeway_secs: u64,
+}
+
+fn default_user_claim() -> String {
+    "sub".to_owned()
 }
 
 /// `[server]`
@@ -322,6 +495,69 @@ impl Config {
                     "destinations[{i}].pattern {:?} is outside every broker prefix {:?}",
                     rule.pattern, self.broker.prefixes
                 ));
+            }
+        }
+        for p in &self.app.prefixes {
+            if !p.starts_with('/') {
+                return invalid(format!("app prefix {p:?} must start with '/'"));
+            }
+        }
+        if !self.user.prefix.starts_with('/') || self.user.prefix.len() < 2 {
+            return invalid("user.prefix must start with '/' and name something".into());
+        }
+        for (i, route) in self.app.routes.iter().enumerate() {
+            if !self
+                .app
+                .prefixes
+                .iter()
+                .any(|p| route.destination.starts_with(p.as_str()))
+            {
+                return invalid(format!(
+                    "app.routes[{i}].destination {:?} is outside every app prefix {:?}",
+                    route.destination, self.app.prefixes
+                ));
+            }
+            match (&route.send_to, &route.forward) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return invalid(format!(
+                        "app.routes[{i}] needs exactly one of send_to or forward"
+                    ));
+                }
+            }
+            let lookup = self
+                .app
+                .prefixes
+                .iter()
+                .find_map(|p| route.destination.strip_prefix(p.as_str()))
+                .unwrap_or(&route.destination);
+            if let Err(e) = crate::app::RoutePath::parse(lookup) {
+                return invalid(format!("app.routes[{i}]: {e}"));
+            }
+            if route.on == RouteOn::Subscribe && route.send_to.is_some() {
+                return invalid(format!(
+                    "app.routes[{i}]: a subscribe route answers the subscriber, so it needs forward"
+                ));
+            }
+            if let Some(url) = &route.forward
+                && !url.starts_with("http://")
+            {
+                return invalid(format!("app.routes[{i}].forward must be an http:// URL"));
+            }
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            match jwt.algorithm.as_str() {
+                "HS256" if jwt.secret_env.is_some() => {}
+                "RS256" | "ES256" if jwt.public_key_file.is_some() => {}
+                "HS256" => return invalid("auth.jwt: HS256 needs secret_env".into()),
+                "RS256" | "ES256" => {
+                    return invalid(format!("auth.jwt: {} needs public_key_file", jwt.algorithm));
+                }
+                other => {
+                    return invalid(format!(
+                        "auth.jwt.algorithm must be HS256, RS256 or ES256, not {other:?}"
+                    ));
+                }
             }
         }
         Ok(())

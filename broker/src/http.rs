@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::debug;
 
+use crate::auth::HandshakeAuth;
 use crate::broker::Broker;
 use crate::session;
 use crate::transport::Transport;
@@ -167,6 +168,17 @@ fn upgrade(
     };
     let accept = derive_accept_key(key.as_bytes());
     let protocol = select_subprotocol(h);
+    let handshake = HandshakeAuth {
+        authorization: h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        access_token: req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("access_token="))
+                .map(str::to_owned)
+        }),
+    };
     let Some(permit) = permit.lock().ok().and_then(|mut p| p.take()) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -195,7 +207,7 @@ fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        session::run(broker, Transport::websocket(ws, limit), peer).await;
+        session::run(broker, Transport::websocket(ws, limit), peer, handshake).await;
         drop(permit);
     });
 

@@ -12,6 +12,8 @@
 
 #![warn(clippy::print_stdout)]
 
+pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod client;
@@ -30,6 +32,7 @@ pub mod telemetry;
 pub mod transport;
 pub mod wire;
 
+pub use app::{AppContext, AppMessage, AppRouter, Payload, Reply};
 pub use broker::Broker;
 pub use config::Config;
 pub use server::Server;

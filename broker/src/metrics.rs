@@ -59,15 +59,21 @@ pub enum CloseReason {
     WriteTimeout,
     /// No CONNECT frame within `connect_timeout_ms`.
     ConnectTimeout,
+    /// Credentials refused.
+    AuthFailed,
+    /// The connection's token expired.
+    TokenExpired,
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 5] = [
+    const ALL: [CloseReason; 7] = [
         CloseReason::ProtocolError,
         CloseReason::HeartbeatTimeout,
         CloseReason::SlowConsumer,
         CloseReason::WriteTimeout,
         CloseReason::ConnectTimeout,
+        CloseReason::AuthFailed,
+        CloseReason::TokenExpired,
     ];
 
     fn label(self) -> &'static str {
@@ -77,6 +83,8 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::WriteTimeout => "write_timeout",
             CloseReason::ConnectTimeout => "connect_timeout",
+            CloseReason::AuthFailed => "auth_failed",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -104,6 +112,10 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Messages waiting in queue-mode destinations.
     pub queued: Gauge,
+    /// SENDs to application destinations that no route handles.
+    pub app_unhandled: Counter,
+    /// Application messages refused because the connection's handler queue was full.
+    pub app_overflow: Counter,
 }
 
 impl Metrics {
@@ -204,7 +216,21 @@ impl Metrics {
             "Messages waiting in queue-mode destinations",
             queued.clone(),
         );
+        let app_unhandled = Counter::default();
+        registry.register(
+            "app_unhandled",
+            "SENDs to application destinations no route handles",
+            app_unhandled.clone(),
+        );
+        let app_overflow = Counter::default();
+        registry.register(
+            "app_overflow",
+            "Application messages refused: the connection's handler queue was full",
+            app_overflow.clone(),
+        );
         Self {
+            app_unhandled,
+            app_overflow,
             registry,
             connections,
             connections_total,

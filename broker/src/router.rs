@@ -21,7 +21,18 @@ pub struct Rule {
 
 /// The outcome of routing a destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'a> {
+    /// An application destination; `lookup` is the destination without its prefix.
+    App {
+        /// E.g. `/chat/lobby` for `/app/chat/lobby`.
+        lookup: &'a str,
+    },
+    /// A user destination: `/user/{name}/queue/x` (a SEND names the user) or `/user/queue/x`
+    /// (a SUBSCRIBE means its own user).
+    User {
+        /// The text after the user prefix, e.g. `/bob/queue/x` or `/queue/x`.
+        rest: &'a str,
+    },
     /// Served by the broker under this rule.
     Broker(Rule),
     /// No prefix serves it.
@@ -31,6 +42,8 @@ pub enum Route {
 /// The routing table, built once from the configuration.
 #[derive(Debug)]
 pub struct Router {
+    app_prefixes: Vec<String>,
+    user_prefix: String,
     broker_prefixes: Vec<String>,
     rules: Vec<(Pattern, Rule)>,
     default: Rule,
@@ -62,6 +75,8 @@ impl Router {
             })
             .collect();
         Self {
+            app_prefixes: config.app.prefixes.clone(),
+            user_prefix: config.user.prefix.trim_end_matches('/').to_owned(),
             broker_prefixes: config.broker.prefixes.clone(),
             rules,
             default,
@@ -69,8 +84,28 @@ impl Router {
         }
     }
 
-    /// Routes a destination (a SEND's, or a SUBSCRIBE's, which may be a pattern).
-    pub fn route(&self, destination: &str) -> Route {
+    /// Routes a destination (a SEND's, or a SUBSCRIBE's, which may be a pattern). Application
+    /// prefixes are tried first, then the user prefix, then the broker's.
+    pub fn route<'a>(&self, destination: &'a str) -> Route<'a> {
+        if let Some(lookup) = self
+            .app_prefixes
+            .iter()
+            .find_map(|p| destination.strip_prefix(p.as_str()))
+            .filter(|l| l.starts_with('/'))
+        {
+            return Route::App { lookup };
+        }
+        if let Some(rest) = destination
+            .strip_prefix(self.user_prefix.as_str())
+            .filter(|r| r.starts_with('/'))
+        {
+            return Route::User { rest };
+        }
+        self.route_broker(destination)
+    }
+
+    /// Routes a destination against the broker prefixes only.
+    pub fn route_broker(&self, destination: &str) -> Route<'static> {
         if !self
             .broker_prefixes
             .iter()
@@ -92,6 +127,21 @@ impl Router {
         &self.broker_prefixes
     }
 
+    /// Every prefix a client may use, for error messages.
+    pub fn all_prefixes(&self) -> Vec<&str> {
+        self.app_prefixes
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(self.user_prefix.as_str()))
+            .chain(self.broker_prefixes.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The user prefix, without a trailing slash.
+    pub fn user_prefix(&self) -> &str {
+        &self.user_prefix
+    }
+
     /// The segment separator for patterns.
     pub fn separator(&self) -> u8 {
         self.separator
@@ -109,7 +159,10 @@ mod tests {
         )
         .unwrap();
         let r = Router::new(&config);
-        assert_eq!(r.route("/app/x"), Route::Unserved);
+        assert_eq!(r.route("/app/x"), Route::App { lookup: "/x" });
+        assert_eq!(r.route("/user/queue/x"), Route::User { rest: "/queue/x" });
+        assert_eq!(r.route("/application"), Route::Unserved);
+        assert_eq!(r.route("/elsewhere"), Route::Unserved);
         match r.route("/queue/work.a") {
             Route::Broker(rule) => {
                 assert_eq!(rule.mode, DestinationMode::Queue);

@@ -9,6 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::app::AppRouter;
+use crate::auth::HandshakeAuth;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::http;
@@ -26,6 +28,11 @@ pub struct Server {
 impl Server {
     /// Binds every configured listener (port 0 picks a free port) and starts accepting.
     pub async fn start(config: Config) -> std::io::Result<Self> {
+        Self::start_with(config, AppRouter::new()).await
+    }
+
+    /// As `start`, with Rust application handlers (see [`AppRouter`]).
+    pub async fn start_with(config: Config, app: AppRouter) -> std::io::Result<Self> {
         config
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -37,7 +44,8 @@ impl Server {
         };
         let tcp_addr = tcp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let permits = Arc::new(Semaphore::new(config.server.max_connections));
-        let broker = Broker::new(config);
+        let broker = Broker::with_app(config, app)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
 
         let b = Arc::clone(&broker);
         let p = Arc::clone(&permits);
@@ -71,7 +79,8 @@ impl Server {
                             return;
                         };
                         let chunk = broker.config.websocket.read_buffer_size;
-                        session::run(broker, Transport::stream(stream, chunk), peer).await;
+                        let transport = Transport::stream(stream, chunk);
+                        session::run(broker, transport, peer, HandshakeAuth::default()).await;
                         drop(permit);
                     }
                 },

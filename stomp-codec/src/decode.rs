@@ -115,6 +115,8 @@ impl Decoder {
     /// - `Ok(None)`: more bytes are needed; `buf` is untouched. The decoder remembers
     ///   how far it has scanned, so call it again with the same buffer after appending
     ///   to it (a 64 KiB frame arriving in 1 KiB chunks is not rescanned each time).
+    ///   Between calls the buffer may only grow at its end; anything else makes the
+    ///   result unspecified (though never a panic).
     /// - `Ok(Some(Decoded::Heartbeat))`: one bare EOL (`\n` or `\r\n`) between frames
     ///   was consumed.
     /// - `Ok(Some(Decoded::Frame(f)))`: exactly the frame, through its NUL, was
@@ -138,8 +140,8 @@ impl Decoder {
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, DecodeError> {
-        let (head, scanned) = match std::mem::take(&mut self.state) {
-            State::Head(mut scan) => {
+        let (head, scanned) = match &mut self.state {
+            State::Head(scan) => {
                 if scan.scanned == 0 {
                     match heartbeat(buf)? {
                         Some(true) => return Ok(Some(Decoded::Heartbeat)),
@@ -147,31 +149,26 @@ impl Decoder {
                         Some(false) => {}
                     }
                 }
-                match scan_head(&mut scan, buf, &self.config)? {
-                    Some(head_len) => {
-                        let block = buf.get(..head_len).unwrap_or_default();
-                        let head = parse_head(
-                            block,
-                            scan.lines.saturating_sub(1),
-                            self.version,
-                            &self.config,
-                        )?;
-                        self.check_head(&head)?;
-                        let scanned = head.len;
-                        (head, scanned)
-                    }
-                    None => {
-                        self.state = State::Head(scan);
-                        return Ok(None);
-                    }
-                }
+                let Some(head_len) = scan_head(scan, buf, &self.config)? else {
+                    return Ok(None);
+                };
+                let header_lines = scan.lines.saturating_sub(1);
+                *scan = HeadScan::default();
+                let block = buf.get(..head_len).unwrap_or_default();
+                let head = parse_head(block, header_lines, self.version, &self.config)?;
+                self.check_head(&head)?;
+                let scanned = head.len;
+                (head, scanned)
             }
-            State::Body(pending) => (pending.head, pending.scanned),
+            State::Body(_) => match std::mem::take(&mut self.state) {
+                State::Body(pending) => (pending.head, pending.scanned),
+                State::Head(_) => return Ok(None),
+            },
         };
         match self.body_end(&head, scanned, buf)? {
-            BodyEnd::Complete { body_end, total } => {
-                Ok(Some(Decoded::Frame(split_frame(head, body_end, total, buf))))
-            }
+            BodyEnd::Complete { body_end, total } => Ok(Some(Decoded::Frame(split_frame(
+                head, body_end, total, buf,
+            )))),
             BodyEnd::Incomplete { scanned } => {
                 self.state = State::Body(PendingBody { head, scanned });
                 Ok(None)
@@ -202,12 +199,12 @@ impl Decoder {
         buf: &[u8],
     ) -> Result<BodyEnd, DecodeError> {
         if let Some(n) = head.content_length {
-            let body_end = head.len + n;
+            let body_end = head.len.saturating_add(n);
             return match buf.get(body_end) {
                 None => Ok(BodyEnd::Incomplete { scanned }),
                 Some(0) => Ok(BodyEnd::Complete {
                     body_end,
-                    total: body_end + 1,
+                    total: body_end.saturating_add(1),
                 }),
                 Some(_) => Err(DecodeError::MissingNul),
             };
@@ -220,13 +217,16 @@ impl Decoder {
         }
         // The frame is at least `end + 1` bytes (body so far plus NUL) and the body at
         // least `end - head.len`, whether or not the NUL has been seen.
-        let body_over = end - head.len > self.config.max_body_size;
+        let body_over = end.saturating_sub(head.len) > self.config.max_body_size;
         let frame_over = end >= self.config.max_frame_size;
         if body_over || frame_over {
             // When both are exceeded, report the limit the stream crossed first, so the
             // error does not depend on how the input was chunked.
             let frame_first = self.config.max_frame_size
-                <= head.len.saturating_add(self.config.max_body_size).saturating_add(1);
+                <= head
+                    .len
+                    .saturating_add(self.config.max_body_size)
+                    .saturating_add(1);
             return Err(if frame_over && (frame_first || !body_over) {
                 self.frame_too_large()
             } else {
@@ -433,6 +433,23 @@ mod tests {
     fn missing_nul() {
         let mut buf = BytesMut::from(&b"SEND\ncontent-length:1\n\nab"[..]);
         assert_eq!(decoder().decode(&mut buf), Err(DecodeError::MissingNul));
+    }
+
+    #[test]
+    fn misuse_never_panics() {
+        // The buffer shrinks between calls (not allowed, but must not panic).
+        for first in [
+            &b"SEND\n\nabc"[..],
+            b"SEND\ncontent-length:5\n\nab",
+            b"SEND\nk:v",
+        ] {
+            let mut d = decoder();
+            let mut buf = BytesMut::from(first);
+            assert_eq!(d.decode(&mut buf), Ok(None));
+            let mut other = BytesMut::from(&b"S"[..]);
+            let _ = d.decode(&mut other);
+            let _ = d.decode(&mut BytesMut::new());
+        }
     }
 
     #[test]

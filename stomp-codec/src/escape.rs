@@ -51,28 +51,55 @@ impl Escaping {
             _ => None,
         }
     }
+
+    /// Per-byte "needs escaping" table, so scans are one load per byte.
+    #[inline]
+    fn table(self) -> &'static [bool; 256] {
+        match self {
+            Escaping::None => &NEEDS_NONE,
+            Escaping::V11 => &NEEDS_V11,
+            Escaping::V12 => &NEEDS_V12,
+        }
+    }
 }
+
+// Indexing with constants below 256 in a `const fn` evaluated at compile time: an
+// out-of-range index would fail the build, never a running program.
+#[allow(clippy::indexing_slicing)]
+const fn needs_table(cr: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b':' as usize] = true;
+    t[b'\r' as usize] = cr;
+    t
+}
+
+static NEEDS_NONE: [bool; 256] = [false; 256];
+static NEEDS_V11: [bool; 256] = needs_table(false);
+static NEEDS_V12: [bool; 256] = needs_table(true);
 
 /// Length of `src` once escaped.
 pub(crate) fn escaped_len(src: &[u8], esc: Escaping) -> usize {
     if esc == Escaping::None {
         return src.len();
     }
+    let table = esc.table();
     src.len()
         + src
             .iter()
-            .filter(|&&b| esc.replacement(b).is_some())
+            .filter(|&&b| table.get(usize::from(b)) == Some(&true))
             .count()
 }
 
 /// Appends `src` to `out`, escaped. Runs of plain bytes are copied in one call.
 pub(crate) fn escape_into(src: &[u8], esc: Escaping, out: &mut BytesMut) {
-    if esc == Escaping::None {
-        out.extend_from_slice(src);
-        return;
-    }
+    let table = esc.table();
     let mut rest = src;
-    while let Some(pos) = rest.iter().position(|&b| esc.replacement(b).is_some()) {
+    while let Some(pos) = rest
+        .iter()
+        .position(|&b| table.get(usize::from(b)) == Some(&true))
+    {
         let Some((plain, tail)) = rest.split_at_checked(pos) else {
             break;
         };

@@ -67,3 +67,8 @@ pub use frame::Frame;
 pub use headers::Headers;
 pub use message::{Delivery, PreparedMessage};
 pub use version::Version;
+
+/// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -10,9 +10,9 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use memchr::{memchr, memchr2, memchr3};
+use memchr::memchr;
 use nom::branch::alt;
-use nom::bytes::tag;
+use nom::bytes::{tag, take_till, take_till1};
 use nom::combinator::map_res;
 use nom::error::{ErrorKind, FromExternalError, ParseError};
 use nom::sequence::{separated_pair, terminated};
@@ -159,7 +159,7 @@ fn eol<'a>() -> impl Parser<&'a [u8], Output = &'a [u8], Error = HeadError> {
 /// `COMMAND EOL`, the command matched exactly.
 fn command_line<'a>() -> impl Parser<&'a [u8], Output = Command, Error = HeadError> {
     terminated(
-        map_res(till_eol, |c: &[u8]| {
+        map_res(take_till(is_eol_byte), |c: &[u8]| {
             Command::from_bytes(c).ok_or(DecodeError::UnknownCommand)
         }),
         eol(),
@@ -167,36 +167,15 @@ fn command_line<'a>() -> impl Parser<&'a [u8], Output = Command, Error = HeadErr
 }
 
 /// `name:value EOL`, split at the first colon, nothing trimmed.
-fn header_line<'a>() -> impl Parser<&'a [u8], Output = (&'a [u8], &'a [u8]), Error = HeadError>
-{
+fn header_line<'a>() -> impl Parser<&'a [u8], Output = (&'a [u8], &'a [u8]), Error = HeadError> {
     terminated(
-        separated_pair(header_name, tag(&b":"[..]), till_eol),
+        separated_pair(
+            take_till1(|b| b == b':' || is_eol_byte(b)),
+            tag(&b":"[..]),
+            take_till(is_eol_byte),
+        ),
         eol(),
     )
-}
-
-/// Everything up to the next `\r` or `\n` (possibly empty); never fails.
-///
-/// A hand-written parser so the search is a SIMD `memchr2` rather than a byte loop;
-/// header values are the longest part of most header blocks. It never returns
-/// `Incomplete`, so it is safe in complete mode.
-fn till_eol(input: &[u8]) -> IResult<&[u8], &[u8], HeadError> {
-    let n = memchr2(b'\r', b'\n', input).unwrap_or(input.len());
-    let (taken, rest) = input.split_at_checked(n).unwrap_or((input, &[]));
-    Ok((rest, taken))
-}
-
-/// A non-empty header name: everything up to the first `:`, `\r` or `\n`.
-fn header_name(input: &[u8]) -> IResult<&[u8], &[u8], HeadError> {
-    let n = memchr3(b':', b'\r', b'\n', input).unwrap_or(input.len());
-    if n == 0 {
-        return Err(nom::Err::Error(HeadError::from_error_kind(
-            input,
-            ErrorKind::TakeTill1,
-        )));
-    }
-    let (taken, rest) = input.split_at_checked(n).unwrap_or((input, &[]));
-    Ok((rest, taken))
 }
 
 fn parse_command(block: &[u8]) -> IResult<&[u8], Command, HeadError> {
@@ -223,10 +202,9 @@ pub(crate) fn parse_head(
     })?;
     // One search of the whole block instead of one per field: most frames carry no
     // escapes at all, and then every field is used as is.
-    let unescape_as = (version >= Version::V1_1
-        && command.escapes_headers()
-        && memchr(b'\\', rest).is_some())
-    .then_some(version);
+    let unescape_as =
+        (version >= Version::V1_1 && command.escapes_headers() && memchr(b'\\', rest).is_some())
+            .then_some(version);
     let mut headers = Vec::with_capacity(lines);
     let mut content_length = None;
     let mut blank = eol();

@@ -56,7 +56,12 @@ fn documented_defaults() {
         .max_header_line_len(3)
         .max_body_size(4);
     assert_eq!(
-        (c.max_frame_size, c.max_header_lines, c.max_header_line_len, c.max_body_size),
+        (
+            c.max_frame_size,
+            c.max_header_lines,
+            c.max_header_line_len,
+            c.max_body_size
+        ),
         (1, 2, 3, 4)
     );
 }
@@ -96,11 +101,13 @@ fn endless_header_lines() {
     assert!(max <= 5 + 65 * 8 + CHUNK);
     // Exactly the limit passes.
     let config = DecoderConfig::default().max_header_lines(3);
-    let (items, err, _) =
-        decode_chunks([&b"SEND\na:1\nb:2\nc:3\n\n\0"[..]], config, Version::V1_2);
+    let (items, err, _) = decode_chunks([&b"SEND\na:1\nb:2\nc:3\n\n\0"[..]], config, Version::V1_2);
     assert_eq!((items.len(), err), (1, None));
-    let (_, err, _) =
-        decode_chunks([&b"SEND\na:1\nb:2\nc:3\nd:4\n\n\0"[..]], config, Version::V1_2);
+    let (_, err, _) = decode_chunks(
+        [&b"SEND\na:1\nb:2\nc:3\nd:4\n\n\0"[..]],
+        config,
+        Version::V1_2,
+    );
     assert_eq!(err, Some(DecodeError::TooManyHeaders { limit: 3 }));
 }
 
@@ -131,9 +138,18 @@ fn endless_body_without_content_length() {
 fn content_length_is_checked_before_the_body_arrives() {
     for (cl, expected) in [
         ("65537", DecodeError::BodyTooLarge { limit: 65536 }),
-        ("18446744073709551615", DecodeError::BodyTooLarge { limit: 65536 }),
-        ("18446744073709551616", DecodeError::BodyTooLarge { limit: 65536 }),
-        ("99999999999999999999999999", DecodeError::BodyTooLarge { limit: 65536 }),
+        (
+            "18446744073709551615",
+            DecodeError::BodyTooLarge { limit: 65536 },
+        ),
+        (
+            "18446744073709551616",
+            DecodeError::BodyTooLarge { limit: 65536 },
+        ),
+        (
+            "99999999999999999999999999",
+            DecodeError::BodyTooLarge { limit: 65536 },
+        ),
         // Body fits its limit, but head + body + NUL does not fit the frame.
         ("65536", DecodeError::FrameTooLarge { limit: 65536 }),
     ] {
@@ -186,7 +202,8 @@ fn frame_of_exactly_the_limit_passes() {
 #[test]
 fn heartbeats_are_not_limited() {
     let input = b"\n".repeat(100_000);
-    let (items, err, buf) = decode_chunks(input.chunks(CHUNK), DecoderConfig::default(), Version::V1_2);
+    let (items, err, buf) =
+        decode_chunks(input.chunks(CHUNK), DecoderConfig::default(), Version::V1_2);
     assert_eq!(err, None);
     assert_eq!(items.len(), 100_000);
     assert!(buf.is_empty());

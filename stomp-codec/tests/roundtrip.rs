@@ -32,7 +32,11 @@ fn text(version: Version, command: Command, name: bool) -> BoxedStrategy<String>
         (false, _) => "[^\r\n]{0,12}".to_string(),
     };
     // Bias towards the characters that need escaping.
-    let special = if escaped { "[a:\\\\\n]{0,4}" } else { "[a\\\\]{0,4}" };
+    let special = if escaped {
+        "[a:\\\\\n]{0,4}"
+    } else {
+        "[a\\\\]{0,4}"
+    };
     prop_oneof![
         3 => proptest::string::string_regex(&pattern).unwrap(),
         1 => proptest::string::string_regex(special).unwrap(),

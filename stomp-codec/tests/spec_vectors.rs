@@ -328,17 +328,37 @@ fn malformed_frames_have_typed_errors() {
         (b"\rX", DecodeError::InvalidEol),
         (b"SEND\nk:\xc3\x28\n\n\0", DecodeError::InvalidUtf8),
         (b"SE\xffND\n\n\0", DecodeError::InvalidUtf8),
-        (b"SEND\ncontent-length:abc\n\n\0", DecodeError::InvalidContentLength),
-        (b"SEND\ncontent-length:\n\n\0", DecodeError::InvalidContentLength),
-        (b"SEND\ncontent-length: 1\n\nx\0", DecodeError::InvalidContentLength),
+        (
+            b"SEND\ncontent-length:abc\n\n\0",
+            DecodeError::InvalidContentLength,
+        ),
+        (
+            b"SEND\ncontent-length:\n\n\0",
+            DecodeError::InvalidContentLength,
+        ),
+        (
+            b"SEND\ncontent-length: 1\n\nx\0",
+            DecodeError::InvalidContentLength,
+        ),
         (b"SEND\ncontent-length:1\n\nxy\0", DecodeError::MissingNul),
-        (b"SUBSCRIBE\nid:0\n\nbody\0", DecodeError::BodyNotAllowed(Command::Subscribe)),
-        (b"CONNECT\n\nx\0", DecodeError::BodyNotAllowed(Command::Connect)),
+        (
+            b"SUBSCRIBE\nid:0\n\nbody\0",
+            DecodeError::BodyNotAllowed(Command::Subscribe),
+        ),
+        (
+            b"CONNECT\n\nx\0",
+            DecodeError::BodyNotAllowed(Command::Connect),
+        ),
     ];
     for (wire, expected) in cases {
         let (items, err) = assert_split_invariant(wire, Version::V1_2);
         assert!(items.is_empty());
-        assert_eq!(err.as_ref(), Some(expected), "{}", String::from_utf8_lossy(wire));
+        assert_eq!(
+            err.as_ref(),
+            Some(expected),
+            "{}",
+            String::from_utf8_lossy(wire)
+        );
     }
 }
 

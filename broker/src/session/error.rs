@@ -94,6 +94,18 @@ pub enum ProtocolError {
     /// A WebSocket message over the limit.
     #[error("WebSocket message exceeds the maximum size of {0} bytes")]
     MessageTooLarge(usize),
+    /// Credentials missing or wrong; deliberately vague.
+    #[error("the credentials were not accepted")]
+    AuthenticationFailed,
+    /// The token the connection authenticated with has expired.
+    #[error("the token this connection authenticated with has expired; reconnect with a fresh one")]
+    TokenExpired,
+    /// Not allowed to subscribe or send there.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// An application destination with no route, when `[app] unhandled = "error"`.
+    #[error("no application handler for '{0}'")]
+    Unhandled(String),
 }
 
 impl ProtocolError {
@@ -123,6 +135,10 @@ impl ProtocolError {
             ConnectTimeout(_) => "connect timeout",
             SlowConsumer => "slow consumer",
             MessageTooLarge(_) => "message too large",
+            AuthenticationFailed => "authentication failed",
+            TokenExpired => "token expired",
+            AccessDenied(_) => "access denied",
+            Unhandled(_) => "no handler",
         }
     }
 

@@ -11,7 +11,13 @@ use super::error::ProtocolError;
 use super::heartbeat;
 use super::subscriptions::{AckMode, Source, Subscription, Unacked, take_acked};
 use super::{End, Session};
-use crate::config::DestinationMode;
+use tracing::debug;
+
+use crate::app::worker::{AppJob, Worker};
+use crate::app::{AppMessage, Payload, Target};
+use crate::auth::Identity;
+use crate::broker::{split_user, user_key};
+use crate::config::{DestinationMode, RouteOn, Unhandled};
 use crate::outbox::{Delivery, Outbound};
 use crate::pattern::{Pattern, is_pattern};
 use crate::registry::{Credit, Subscriber};
@@ -51,10 +57,7 @@ impl Session {
     /// Handles one frame, then answers its receipt.
     pub(super) fn handle(&mut self, frame: Frame) -> Result {
         if !self.connected {
-            return match frame.command {
-                Command::Connect | Command::Stomp => self.on_connect(&frame),
-                other => Err(ProtocolError::NotConnected(other.as_str())),
-            };
+            return Err(ProtocolError::NotConnected(frame.command.as_str()));
         }
         let receipt = frame.headers.get_bytes("receipt").cloned();
         match frame.command {
@@ -80,7 +83,8 @@ impl Session {
         Ok(())
     }
 
-    fn on_connect(&mut self, frame: &Frame) -> Result {
+    /// Completes a CONNECT whose credentials were accepted.
+    pub(super) fn on_connect(&mut self, frame: &Frame, identity: Identity) -> Result {
         let h = &frame.headers;
         let version = match h.get_str("accept-version") {
             None => Version::V1_0,
@@ -107,14 +111,21 @@ impl Session {
         self.version = version;
         self.decoder.set_version(version);
         self.connected = true;
+        if let Some(user) = identity.user {
+            self.identity = Arc::from(user.as_str());
+            self.user = Some(user);
+        }
         let mut reply = Frame::new(Command::Connected).header("version", version.as_str());
         if version > Version::V1_0 {
             let [sx, sy] = cfg.heartbeat;
             reply = reply.header("heart-beat", format!("{sx},{sy}"));
         }
         reply = reply
-            .header("session", format!("s{}", self.conn))
+            .header("session", self.session_id.clone())
             .header("server", SERVER);
+        if let Some(user) = &self.user {
+            reply = reply.header("user-name", user.clone());
+        }
         self.reply(&reply);
         Ok(())
     }
@@ -125,7 +136,20 @@ impl Session {
             .get_str("destination")
             .ok_or(ProtocolError::missing(Command::Send, "destination"))?
             .to_owned();
-        self.check_served(&destination)?;
+        // Refuse what can never be routed now, even inside a transaction.
+        match self.broker.router.route(&destination) {
+            Route::Unserved => return Err(self.unserved(&destination)),
+            Route::User { rest } if split_user(rest).is_none() => {
+                return Err(ProtocolError::invalid(
+                    "destination",
+                    format!(
+                        "a SEND to a user destination names the user: {}/{{user}}{rest}",
+                        self.broker.router.user_prefix()
+                    ),
+                ));
+            }
+            _ => {}
+        }
         if let Some(tx) = frame.headers.get_str("transaction") {
             let tx = tx.to_owned();
             let size = frame.body.len();
@@ -139,23 +163,84 @@ impl Session {
                 size,
             );
         }
-        self.publish(&destination, &frame.headers, frame.body);
-        Ok(())
+        self.dispatch_send(&destination, frame.headers, frame.body)
     }
 
-    fn publish(&mut self, destination: &str, headers: &Headers, body: Bytes) {
-        // The destination was checked when the SEND arrived and routes do not change at run
-        // time, so a refusal here cannot happen; it is ignored rather than unwrapped.
-        let _ = self.broker.publish(destination, headers, body);
-    }
-
-    fn check_served(&self, destination: &str) -> Result<crate::router::Rule> {
+    /// Sends to wherever `destination` routes: an application handler, a user, the broker.
+    fn dispatch_send(&mut self, destination: &str, headers: Headers, body: Bytes) -> Result {
         match self.broker.router.route(destination) {
-            Route::Broker(rule) => Ok(rule),
-            Route::Unserved => Err(ProtocolError::UnservedDestination {
-                destination: destination.to_owned(),
-                prefixes: self.broker.router.broker_prefixes().join(", "),
-            }),
+            Route::App { lookup } => {
+                let Some((target, captures)) = self.broker.app.find(RouteOn::Send, lookup) else {
+                    self.broker.metrics.app_unhandled.inc();
+                    debug!(destination, "no application handler; dropped");
+                    return match self.broker.config.app.unhandled {
+                        Unhandled::Drop => Ok(()),
+                        Unhandled::Error => Err(ProtocolError::Unhandled(destination.to_owned())),
+                    };
+                };
+                let msg = self.app_message(destination, lookup, captures, headers, body);
+                self.run_handler(msg, target, None);
+                Ok(())
+            }
+            _ => {
+                // Checked on arrival, and routes do not change at run time.
+                let _ = self.broker.publish(destination, &headers, body);
+                Ok(())
+            }
+        }
+    }
+
+    fn app_message(
+        &self,
+        destination: &str,
+        lookup: &str,
+        captures: crate::app::Captures,
+        headers: Headers,
+        body: Bytes,
+    ) -> AppMessage {
+        AppMessage {
+            destination: destination.to_owned(),
+            path: lookup.to_owned(),
+            captures,
+            headers,
+            body,
+            session: self.session_id.clone(),
+            user: self.user.clone(),
+        }
+    }
+
+    /// Hands a route's target to the connection's worker, which runs them in order.
+    fn run_handler(&mut self, msg: AppMessage, target: Target, subscription: Option<Bytes>) {
+        let job = AppJob {
+            msg,
+            target,
+            subscription,
+        };
+        let worker = self.app_worker.get_or_insert_with(|| {
+            Worker::spawn(
+                &self.broker,
+                Arc::clone(&self.identity),
+                Arc::clone(&self.outbox),
+                self.version,
+            )
+        });
+        if worker.submit(job).is_err() {
+            self.broker.metrics.app_overflow.inc();
+            let text = "too many application messages waiting for their handler";
+            let p = Payload::from(text).header("message", text);
+            let _ = self.broker.publish_to_user(
+                &self.identity,
+                &self.broker.config.app.errors_destination,
+                &p.headers(),
+                p.body,
+            );
+        }
+    }
+
+    fn unserved(&self, destination: &str) -> ProtocolError {
+        ProtocolError::UnservedDestination {
+            destination: destination.to_owned(),
+            prefixes: self.broker.router.all_prefixes().join(", "),
         }
     }
 
@@ -197,10 +282,38 @@ impl Session {
         if self.subs.len() >= limit {
             return Err(ProtocolError::TooManySubscriptions { limit });
         }
-        let rule = self.check_served(&destination)?;
+        // Where the subscription lives: an application route answers once and keeps nothing;
+        // a user destination is keyed by this connection's identity; the rest by destination.
+        let (rule, registry_key) = match self.broker.router.route(&destination) {
+            Route::App { lookup } => {
+                if let Some((target, captures)) = self.broker.app.find(RouteOn::Subscribe, lookup) {
+                    let msg =
+                        self.app_message(&destination, lookup, captures, h.clone(), Bytes::new());
+                    self.run_handler(msg, target, Some(id));
+                }
+                return Ok(());
+            }
+            Route::User { rest } => match self.broker.router.route_broker(rest) {
+                Route::Broker(rule) => (rule, user_key(&self.identity, rest)),
+                _ => {
+                    return Err(ProtocolError::AccessDenied(format!(
+                        "subscribe to {}{{destination}} to receive your own messages; other users' destinations are private",
+                        self.broker.router.user_prefix()
+                    )));
+                }
+            },
+            Route::Broker(rule) => (rule, destination.clone()),
+            Route::Unserved => return Err(self.unserved(&destination)),
+        };
+        let user_destination = registry_key != destination;
         let key = self.subs.next_key();
         let wildcard = is_pattern(&destination);
-        let (source, credit) = match rule.mode {
+        let mode = if user_destination {
+            DestinationMode::Broadcast
+        } else {
+            rule.mode
+        };
+        let (source, credit) = match mode {
             DestinationMode::Queue => {
                 if wildcard {
                     return Err(ProtocolError::WildcardQueue(destination));
@@ -224,7 +337,7 @@ impl Session {
                     outbox: Arc::clone(&self.outbox),
                 };
                 if wildcard {
-                    let pattern = Pattern::parse(&destination, self.broker.router.separator())
+                    let pattern = Pattern::parse(&registry_key, self.broker.router.separator())
                         .map_err(|e| ProtocolError::invalid("destination", e.to_string()))?;
                     self.broker
                         .registry
@@ -241,6 +354,7 @@ impl Session {
         self.subs.insert(Subscription {
             id,
             destination,
+            registry_key,
             ack,
             source,
             credit,
@@ -282,7 +396,7 @@ impl Session {
             Source::Exact => {
                 self.broker
                     .registry
-                    .unsubscribe_exact(&sub.destination, self.conn, key)
+                    .unsubscribe_exact(&sub.registry_key, self.conn, key)
             }
             Source::Pattern(p) => self.broker.registry.unsubscribe_pattern(&p, self.conn, key),
             Source::Queue(q) => {
@@ -388,7 +502,7 @@ impl Session {
                     destination,
                     headers,
                     body,
-                } => self.publish(&destination, &headers, body),
+                } => self.dispatch_send(&destination, headers, body)?,
                 TxOp::Ack(f) | TxOp::Nack(f) => self.apply_ack(&f),
             }
         }

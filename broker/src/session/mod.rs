@@ -24,6 +24,8 @@ use tracing::debug;
 
 pub use error::ProtocolError;
 use heartbeat::Heartbeat;
+
+use crate::auth::HandshakeAuth;
 use subscriptions::Subscriptions;
 
 use crate::broker::Broker;
@@ -67,10 +69,29 @@ struct Session {
     closing: Option<End>,
     last_read: Instant,
     last_write: Instant,
+    /// Credentials from the WebSocket handshake.
+    handshake: HandshakeAuth,
+    /// A CONNECT waiting for authentication (which may hash, so it runs outside `handle`).
+    pending_connect: Option<Frame>,
+    /// The session id shown in CONNECTED.
+    session_id: String,
+    /// The authenticated user name.
+    user: Option<String>,
+    /// The name user destinations are keyed by: the user, or the session id when anonymous.
+    identity: Arc<str>,
+    /// When the connection's token expires.
+    expires_at: Option<Instant>,
+    /// Runs this connection's application handlers, started on first use.
+    app_worker: Option<crate::app::worker::Worker>,
 }
 
 /// Runs a session over `transport` until it ends, then releases everything it held.
-pub async fn run(broker: Arc<Broker>, mut transport: Transport, peer: SocketAddr) {
+pub async fn run(
+    broker: Arc<Broker>,
+    mut transport: Transport,
+    peer: SocketAddr,
+    handshake: HandshakeAuth,
+) {
     let conn = broker.next_conn_id();
     let metrics = &broker.metrics;
     metrics.connections.inc();
@@ -102,6 +123,13 @@ pub async fn run(broker: Arc<Broker>, mut transport: Transport, peer: SocketAddr
         closing: None,
         last_read: now,
         last_write: now,
+        handshake,
+        pending_connect: None,
+        session_id: format!("s{conn}"),
+        user: None,
+        identity: Arc::from(format!("s{conn}").as_str()),
+        expires_at: None,
+        app_worker: None,
     };
     let end = session.serve(&mut transport).await;
     session.finish(&mut transport, end).await;
@@ -123,6 +151,7 @@ impl Session {
         let mut send_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
         let mut recv_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
         let mut connect_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(connect_deadline));
+        let mut expiry_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
         let mut batch: VecDeque<Outbound> = VecDeque::new();
         let mut armed = false;
         loop {
@@ -157,6 +186,17 @@ impl Session {
                             if let Err(end) = self.process_input() {
                                 return end;
                             }
+                            if let Some(frame) = self.pending_connect.take() {
+                                if let Err(end) = self.authenticate_and_connect(frame).await {
+                                    return end;
+                                }
+                                if let Some(at) = self.expires_at {
+                                    expiry_timer.as_mut().reset(at);
+                                }
+                                if let Err(end) = self.process_input() {
+                                    return end;
+                                }
+                            }
                         }
                         Err(TransportError::MessageTooLarge { limit }) => {
                             return End::Error(ProtocolError::MessageTooLarge(limit), None);
@@ -166,6 +206,10 @@ impl Session {
                             return End::Gone;
                         }
                     }
+                }
+                _ = &mut expiry_timer, if self.expires_at.is_some() => {
+                    self.broker.metrics.closed(CloseReason::TokenExpired);
+                    return End::Error(ProtocolError::TokenExpired, None);
                 }
                 _ = &mut connect_timer, if !self.connected => {
                     self.broker.metrics.closed(CloseReason::ConnectTimeout);
@@ -224,6 +268,13 @@ impl Session {
                 Ok(Some(Decoded::Heartbeat)) => {}
                 Ok(Some(Decoded::Frame(frame))) => {
                     self.counters.frame_in(frame.command);
+                    if !self.connected && matches!(frame.command, Command::Connect | Command::Stomp)
+                    {
+                        // Authentication may be slow (argon2); the loop awaits it, then
+                        // resumes decoding what followed the CONNECT.
+                        self.pending_connect = Some(frame);
+                        break;
+                    }
                     let receipt = frame.headers.get_bytes("receipt").cloned();
                     if let Err(e) = self.handle(frame) {
                         self.broker.metrics.closed(CloseReason::ProtocolError);
@@ -235,6 +286,34 @@ impl Session {
                     return Err(End::Error(ProtocolError::Malformed(e), None));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Authenticates a CONNECT, then answers CONNECTED (or ends with ERROR).
+    async fn authenticate_and_connect(&mut self, frame: Frame) -> Result<(), End> {
+        let receipt = frame.headers.get_bytes("receipt").cloned();
+        let identity = match self
+            .broker
+            .auth
+            .authenticate(&frame.headers, &self.handshake)
+            .await
+        {
+            Ok(id) => id,
+            Err(_) => {
+                self.broker.metrics.closed(CloseReason::AuthFailed);
+                return Err(End::Error(ProtocolError::AuthenticationFailed, receipt));
+            }
+        };
+        if let Some(exp) = identity.expires_at {
+            let left = exp
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            self.expires_at = Some(Instant::now() + left);
+        }
+        if let Err(e) = self.on_connect(&frame, identity) {
+            self.broker.metrics.closed(CloseReason::ProtocolError);
+            return Err(End::Error(e, receipt));
         }
         Ok(())
     }

@@ -63,6 +63,8 @@ pub struct Subscription {
     pub id: Bytes,
     /// The SUBSCRIBE destination (possibly a pattern).
     pub destination: String,
+    /// Where the registry files it: the destination, or the user-keyed form of a `/user` one.
+    pub registry_key: String,
     /// Its ack mode.
     pub ack: AckMode,
     /// Where messages come from.

@@ -56,16 +56,15 @@ pub fn decode_split(
 
 /// Decodes `input` one byte at a time.
 pub fn decode_bytewise(input: &[u8], version: Version) -> (Vec<Decoded>, Option<DecodeError>) {
-    let (items, err, _) = decode_chunks(
-        input.chunks(1),
-        DecoderConfig::default(),
-        version,
-    );
+    let (items, err, _) = decode_chunks(input.chunks(1), DecoderConfig::default(), version);
     (items, err)
 }
 
 /// Asserts that whole, every two-way split and byte-by-byte feeding all agree.
-pub fn assert_split_invariant(input: &[u8], version: Version) -> (Vec<Decoded>, Option<DecodeError>) {
+pub fn assert_split_invariant(
+    input: &[u8],
+    version: Version,
+) -> (Vec<Decoded>, Option<DecodeError>) {
     let whole = decode_whole(input, version);
     for at in 0..=input.len() {
         assert_eq!(decode_split(input, at, version), whole, "split at {at}");
