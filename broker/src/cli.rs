@@ -39,6 +39,9 @@ pub enum Cmd {
     },
     /// Print the documented default configuration.
     PrintConfig,
+    /// Print an argon2 hash for `[[auth.users]] password_hash`. Reads the password from the
+    /// first line of standard input, so it stays out of shell history.
+    HashPassword,
 }
 
 /// Entry point of the binary. Printing to stdout is its job (print-config, check-config).
@@ -60,6 +63,28 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Cmd::HashPassword) => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("cannot read the password from standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("empty password");
+                return ExitCode::FAILURE;
+            }
+            match crate::auth::hash_password(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Cmd::Run) | None => run(&cli),
     }
 }

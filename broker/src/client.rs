@@ -81,7 +81,27 @@ fn io_err(e: impl std::fmt::Display) -> ClientError {
 impl Client {
     /// Opens a WebSocket to `url`, offering `subprotocols` (the STOMP ones when empty).
     pub async fn websocket(url: &str, subprotocols: &[&str]) -> Result<Self> {
+        Self::websocket_full(url, subprotocols, &[]).await
+    }
+
+    /// Opens a WebSocket with extra handshake headers (e.g. `Authorization`).
+    pub async fn websocket_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<Self> {
+        Self::websocket_full(url, &[], headers).await
+    }
+
+    async fn websocket_full(
+        url: &str,
+        subprotocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut req = url.into_client_request().map_err(io_err)?;
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(io_err)?;
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(value).map_err(io_err)?);
+        }
         let offer = if subprotocols.is_empty() {
             "v12.stomp, v11.stomp, v10.stomp".to_owned()
         } else {

@@ -42,6 +42,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// WebSocket transport settings.
     pub websocket: WebSocketConfig,
+    /// Plain HTTP settings of the listener.
+    pub http: HttpConfig,
     /// STOMP protocol limits and heart-beats.
     pub stomp: StompConfig,
     /// The bounds of each connection's outgoing queue.
@@ -201,6 +203,10 @@ pub struct JwtConfig {
     /// HS256: the environment variable holding the shared secret.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// HS256: a file holding the shared secret (trailing whitespace ignored), e.g. a mounted
+    /// Kubernetes secret. Used when `secret_env` is not set.
+    #[serde(default)]
+    pub secret_file: Option<std::path::PathBuf>,
     /// RS256/ES256: a PEM file with the public key.
     #[serde(default)]
     pub public_key_file: Option<std::path::PathBuf>,
@@ -260,6 +266,15 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 5_000,
         }
     }
+}
+
+/// `[http]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve the files in this directory at `/` (an app's web page); absent = off. No
+    /// directory listings; `index.html` for directories; nothing outside the directory.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 /// `[websocket]`
@@ -547,9 +562,11 @@ impl Config {
         }
         if let Some(jwt) = &self.auth.jwt {
             match jwt.algorithm.as_str() {
-                "HS256" if jwt.secret_env.is_some() => {}
+                "HS256" if jwt.secret_env.is_some() || jwt.secret_file.is_some() => {}
                 "RS256" | "ES256" if jwt.public_key_file.is_some() => {}
-                "HS256" => return invalid("auth.jwt: HS256 needs secret_env".into()),
+                "HS256" => {
+                    return invalid("auth.jwt: HS256 needs secret_env or secret_file".into());
+                }
                 "RS256" | "ES256" => {
                     return invalid(format!("auth.jwt: {} needs public_key_file", jwt.algorithm));
                 }

@@ -27,6 +27,7 @@ use tracing::debug;
 use crate::auth::HandshakeAuth;
 use crate::broker::Broker;
 use crate::session;
+use crate::static_files;
 use crate::transport::Transport;
 
 /// The STOMP subprotocols, in no particular order: the client's order decides.
@@ -49,7 +50,7 @@ pub async fn serve_connection(
     let service = service_fn(move |req| {
         let broker = Arc::clone(&svc_broker);
         let permit = Arc::clone(&permit);
-        async move { Ok::<_, Infallible>(route(broker, req, peer, &permit)) }
+        async move { Ok::<_, Infallible>(route(broker, req, peer, &permit).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -71,7 +72,7 @@ pub async fn serve_connection(
     }
 }
 
-fn route(
+async fn route(
     broker: Arc<Broker>,
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -93,6 +94,26 @@ fn route(
             );
             r
         }
+        (&Method::GET | &Method::HEAD, _) => match &broker.config.http.static_dir {
+            Some(dir) => match static_files::lookup(dir, path).await {
+                Some(f) => {
+                    let mut r = Response::new(Full::new(f.body));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(f.content_type),
+                    );
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    r.headers_mut().insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    r
+                }
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            },
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

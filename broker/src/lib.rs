@@ -28,6 +28,7 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod session;
+mod static_files;
 pub mod telemetry;
 pub mod transport;
 pub mod wire;

@@ -15,7 +15,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::{memchr, memchr_iter};
 
-use crate::parse::{ParsedHead, parse_head};
+use crate::parse::{ParsedHead, Span, parse_head};
 use crate::{DecodeError, DecoderConfig, Frame, Headers, Version};
 
 /// One item of the inbound stream.
@@ -40,6 +40,10 @@ pub struct Decoder {
     /// Set by the first error; every later call returns it again, because the byte
     /// stream can no longer be framed reliably.
     failed: Option<DecodeError>,
+    /// Header spans of the frame being decoded; reused so that parsing a header block
+    /// allocates nothing but the frame's own header list. Holds at most
+    /// `max_header_lines` entries.
+    spans: Vec<(Span, Span)>,
 }
 
 /// Progress on the frame at the start of the buffer.
@@ -92,6 +96,7 @@ impl Decoder {
             version: Version::V1_2,
             state: State::default(),
             failed: None,
+            spans: Vec::new(),
         }
     }
 
@@ -152,10 +157,9 @@ impl Decoder {
                 let Some(head_len) = scan_head(scan, buf, &self.config)? else {
                     return Ok(None);
                 };
-                let header_lines = scan.lines.saturating_sub(1);
                 *scan = HeadScan::default();
                 let block = buf.get(..head_len).unwrap_or_default();
-                let head = parse_head(block, header_lines, self.version, &self.config)?;
+                let head = parse_head(block, self.version, &self.config, &mut self.spans)?;
                 self.check_head(&head)?;
                 let scanned = head.len;
                 (head, scanned)
@@ -166,9 +170,10 @@ impl Decoder {
             },
         };
         match self.body_end(&head, scanned, buf)? {
-            BodyEnd::Complete { body_end, total } => Ok(Some(Decoded::Frame(split_frame(
-                head, body_end, total, buf,
-            )))),
+            BodyEnd::Complete { body_end, total } => {
+                let frame = split_frame(head, &self.spans, body_end, total, buf);
+                Ok(Some(Decoded::Frame(frame)))
+            }
             BodyEnd::Incomplete { scanned } => {
                 self.state = State::Body(PendingBody { head, scanned });
                 Ok(None)
@@ -328,13 +333,21 @@ fn content_len(line: &[u8]) -> usize {
 }
 
 /// Splits the complete frame off `buf` and builds the [`Frame`] from slices of it.
-fn split_frame(head: ParsedHead, body_end: usize, total: usize, buf: &mut BytesMut) -> Frame {
+fn split_frame(
+    mut head: ParsedHead,
+    spans: &[(Span, Span)],
+    body_end: usize,
+    total: usize,
+    buf: &mut BytesMut,
+) -> Frame {
     let raw = buf.split_to(total.min(buf.len())).freeze();
-    let headers: Vec<(Bytes, Bytes)> = head
-        .headers
-        .into_iter()
-        .map(|(n, v)| (n.into_name(&raw), v.into_bytes(&raw)))
-        .collect();
+    let mut headers = Vec::with_capacity(spans.len());
+    for (name, value) in spans {
+        headers.push((
+            name.to_name(&raw, &mut head.owned),
+            value.to_bytes(&raw, &mut head.owned),
+        ));
+    }
     // The body takes over `raw` itself (one reference-count round trip less per
     // frame); an empty body lets go of the buffer instead.
     let body = if head.len < body_end && body_end <= raw.len() {

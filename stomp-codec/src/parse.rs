@@ -1,16 +1,15 @@
 //! Parsing of a complete header block (command line, header lines, blank line) with nom.
 //!
 //! The decoder only calls this once the blank line ending the block has been found, so
-//! every parser runs with `parse_complete` and only mode-generic (`nom::bytes::*`)
-//! combinators are used: a streaming `Incomplete` can never leak out (see the nom 8
-//! notes in the style guide). Header names and values are returned as byte ranges into
+//! every parser runs with `parse_complete` and is built only from mode-generic
+//! (`nom::bytes::*`) combinators plus one hand-written parser that never returns
+//! `Incomplete`: a streaming `Incomplete` can never leak out (see the nom 8 notes in
+//! the style guide). Header names and values are returned as byte ranges into
 //! the block when no unescaping was needed, so the decoder can turn them into zero-copy
 //! [`Bytes`] slices once the whole frame is buffered.
 
-use std::ops::Range;
-
 use bytes::Bytes;
-use memchr::memchr;
+use memchr::{memchr, memchr2};
 use nom::branch::alt;
 use nom::bytes::{tag, take_till, take_till1};
 use nom::combinator::map_res;
@@ -21,44 +20,67 @@ use nom::{IResult, Parser};
 use crate::escape::unescape;
 use crate::{Command, DecodeError, DecoderConfig, Version};
 
-/// A header name or value: where it lies in the frame, or its unescaped copy.
-#[derive(Debug)]
-pub(crate) enum Field {
-    /// Byte range in the frame; used as is.
-    Raw(Range<usize>),
-    /// Unescaped bytes (the raw form contained a backslash).
-    Owned(Bytes),
+/// Where a header name or value is: a byte range of the frame, or (if it had to be
+/// unescaped) an index into [`ParsedHead::owned`].
+///
+/// Kept to two words so the per-frame list of spans is small and can live in a buffer
+/// the decoder reuses; the [`Bytes`] are only created once the frame is complete.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
 }
 
-impl Field {
+impl Span {
+    /// Marks an owned span in `start`; `end` is then the index.
+    const OWNED: usize = usize::MAX;
+
+    fn raw(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    fn owned(index: usize) -> Self {
+        Self {
+            start: Self::OWNED,
+            end: index,
+        }
+    }
+
     /// The decoded bytes, given the block the ranges point into.
-    fn as_slice<'a>(&'a self, block: &'a [u8]) -> &'a [u8] {
-        match self {
-            Field::Raw(r) => block.get(r.clone()).unwrap_or_default(),
-            Field::Owned(b) => b,
+    fn as_slice<'a>(&self, block: &'a [u8], owned: &'a [Bytes]) -> &'a [u8] {
+        if self.start == Self::OWNED {
+            owned.get(self.end).map_or(&[], |b| &b[..])
+        } else {
+            block.get(self.start..self.end).unwrap_or_default()
         }
     }
 
-    /// Converts to [`Bytes`], slicing `frame` (the frozen frame) for raw fields.
-    pub(crate) fn into_bytes(self, frame: &Bytes) -> Bytes {
-        match self {
-            Field::Raw(r) if r.start <= r.end && r.end <= frame.len() => frame.slice(r),
-            Field::Raw(_) => Bytes::new(),
-            Field::Owned(b) => b,
+    /// The field as [`Bytes`]: a slice of `frame` (the frozen frame), or the
+    /// unescaped copy taken out of `owned`.
+    pub(crate) fn to_bytes(self, frame: &Bytes, owned: &mut [Bytes]) -> Bytes {
+        if self.start == Self::OWNED {
+            owned
+                .get_mut(self.end)
+                .map(std::mem::take)
+                .unwrap_or_default()
+        } else if self.start <= self.end && self.end <= frame.len() {
+            frame.slice(self.start..self.end)
+        } else {
+            Bytes::new()
         }
     }
 
-    /// Like [`into_bytes`](Self::into_bytes) for a header name: well-known names
-    /// become static [`Bytes`]. A slice of the frame costs an atomic reference-count
+    /// Like [`to_bytes`](Self::to_bytes) for a header name: well-known names become
+    /// static [`Bytes`]. A slice of the frame costs an atomic reference-count
     /// increment and decrement; a static costs nothing, and these names make up most
     /// header lines.
-    pub(crate) fn into_name(self, frame: &Bytes) -> Bytes {
-        if let Field::Raw(r) = &self
-            && let Some(name) = frame.get(r.clone()).and_then(well_known_name)
+    pub(crate) fn to_name(self, frame: &Bytes, owned: &mut [Bytes]) -> Bytes {
+        if self.start != Self::OWNED
+            && let Some(name) = frame.get(self.start..self.end).and_then(well_known_name)
         {
             return Bytes::from_static(name);
         }
-        self.into_bytes(frame)
+        self.to_bytes(frame, owned)
     }
 }
 
@@ -105,8 +127,9 @@ fn well_known_name(name: &[u8]) -> Option<&'static [u8]> {
 pub(crate) struct ParsedHead {
     /// The command.
     pub(crate) command: Command,
-    /// Headers in wire order.
-    pub(crate) headers: Vec<(Field, Field)>,
+    /// Unescaped header names and values, referred to by [`Span`]s. Empty (and so
+    /// not allocated) for frames without escapes.
+    pub(crate) owned: Vec<Bytes>,
     /// Bytes from the start of the frame through the blank line.
     pub(crate) len: usize,
     /// The first `content-length`, already checked against `max_body_size`.
@@ -172,25 +195,36 @@ fn header_line<'a>() -> impl Parser<&'a [u8], Output = (&'a [u8], &'a [u8]), Err
         separated_pair(
             take_till1(|b| b == b':' || is_eol_byte(b)),
             tag(&b":"[..]),
-            take_till(is_eol_byte),
+            till_eol,
         ),
         eol(),
     )
+}
+
+/// Everything up to the next `\r` or `\n` (possibly empty); never fails, never
+/// `Incomplete`, so it behaves the same in complete mode.
+///
+/// Written by hand so the search is a SIMD `memchr2` rather than a byte-at-a-time
+/// loop: header values are most of a header block's bytes.
+fn till_eol(input: &[u8]) -> IResult<&[u8], &[u8], HeadError> {
+    let n = memchr2(b'\r', b'\n', input).unwrap_or(input.len());
+    let (taken, rest) = input.split_at_checked(n).unwrap_or((input, &[]));
+    Ok((rest, taken))
 }
 
 fn parse_command(block: &[u8]) -> IResult<&[u8], Command, HeadError> {
     command_line().parse_complete(block)
 }
 
-/// Parses the complete header block `block` (through its blank line).
-///
-/// `lines` is the number of header lines the scanner counted, used to size the list.
+/// Parses the complete header block `block` (through its blank line). The headers'
+/// (name, value) spans are written, in order, to `spans` (cleared first).
 pub(crate) fn parse_head(
     block: &[u8],
-    lines: usize,
     version: Version,
     config: &DecoderConfig,
+    spans: &mut Vec<(Span, Span)>,
 ) -> Result<ParsedHead, DecodeError> {
+    spans.clear();
     // Checking the whole block once is cheaper than checking every field, and
     // equivalent: fields are split at ASCII bytes and escapes map ASCII to ASCII.
     if std::str::from_utf8(block).is_err() {
@@ -205,7 +239,7 @@ pub(crate) fn parse_head(
     let unescape_as =
         (version >= Version::V1_1 && command.escapes_headers() && memchr(b'\\', rest).is_some())
             .then_some(version);
-    let mut headers = Vec::with_capacity(lines);
+    let mut owned = Vec::new();
     let mut content_length = None;
     let mut blank = eol();
     let mut header = header_line();
@@ -220,29 +254,35 @@ pub(crate) fn parse_head(
         let start = block.len() - rest.len();
         let (after, (name, value)) = header.parse_complete(rest).map_err(into_decode_error)?;
         let value_start = start + name.len() + 1;
-        let name = field(name, start, unescape_as)?;
-        let value = field(value, value_start, unescape_as)?;
-        if content_length.is_none() && name.as_slice(block) == b"content-length" {
-            content_length = Some(parse_content_length(value.as_slice(block), config)?);
+        let name = span(name, start, unescape_as, &mut owned)?;
+        let value = span(value, value_start, unescape_as, &mut owned)?;
+        if content_length.is_none() && name.as_slice(block, &owned) == b"content-length" {
+            content_length = Some(parse_content_length(value.as_slice(block, &owned), config)?);
         }
-        headers.push((name, value));
+        spans.push((name, value));
         rest = after;
     }
     Ok(ParsedHead {
         command,
-        headers,
+        owned,
         len: block.len() - rest.len(),
         content_length,
     })
 }
 
-fn field(raw: &[u8], start: usize, unescape_as: Option<Version>) -> Result<Field, DecodeError> {
+fn span(
+    raw: &[u8],
+    start: usize,
+    unescape_as: Option<Version>,
+    owned: &mut Vec<Bytes>,
+) -> Result<Span, DecodeError> {
     if let Some(version) = unescape_as
-        && let Some(owned) = unescape(raw, version)?
+        && let Some(unescaped) = unescape(raw, version)?
     {
-        return Ok(Field::Owned(Bytes::from(owned)));
+        owned.push(Bytes::from(unescaped));
+        return Ok(Span::owned(owned.len() - 1));
     }
-    Ok(Field::Raw(start..start + raw.len()))
+    Ok(Span::raw(start, start + raw.len()))
 }
 
 /// A non-empty run of ASCII digits. Values that do not fit `u64`, or exceed the body
@@ -268,15 +308,20 @@ mod tests {
     use super::*;
 
     fn parse(block: &[u8], v: Version) -> Result<ParsedHead, DecodeError> {
-        parse_head(block, 0, v, &DecoderConfig::default())
+        parse_head(block, v, &DecoderConfig::default(), &mut Vec::new())
     }
 
     fn headers(block: &[u8], v: Version) -> Vec<(Vec<u8>, Vec<u8>)> {
-        parse(block, v)
-            .unwrap()
-            .headers
+        let mut spans = Vec::new();
+        let head = parse_head(block, v, &DecoderConfig::default(), &mut spans).unwrap();
+        spans
             .iter()
-            .map(|(n, v)| (n.as_slice(block).to_vec(), v.as_slice(block).to_vec()))
+            .map(|(n, v)| {
+                (
+                    n.as_slice(block, &head.owned).to_vec(),
+                    v.as_slice(block, &head.owned).to_vec(),
+                )
+            })
             .collect()
     }
 

@@ -116,3 +116,82 @@ where
         );
     }
 }
+
+/// What a test backend answers: status, body, and how long it waits first.
+pub struct BackendAnswer {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+/// An HTTP/1.1 backend on 127.0.0.1 that hands each POSTed JSON body to `answer` and records
+/// the requests it got. Enough HTTP for the broker's client: one request per connection or
+/// keep-alive, Content-Length bodies.
+pub async fn spawn_backend(
+    answer: impl Fn(&serde_json::Value) -> BackendAnswer + Send + Sync + 'static,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answer = std::sync::Arc::new(answer);
+    let seen2 = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = std::sync::Arc::clone(&answer);
+            let seen = std::sync::Arc::clone(&seen2);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // Read one request: head, then Content-Length bytes.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
+                    buf.drain(..head_end + len);
+                    seen.lock().unwrap().push(body.clone());
+                    let a = answer(&body);
+                    if !a.delay.is_zero() {
+                        tokio::time::sleep(a.delay).await;
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+                        a.status,
+                        a.body.len(),
+                        a.body
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), seen)
+}

@@ -58,11 +58,9 @@ impl Worker {
         Self { tx }
     }
 
-    /// Queues a call; gives it back when the queue is full.
-    pub fn submit(&self, job: AppJob) -> Result<(), AppJob> {
-        self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
-        })
+    /// Queues a call; false when the connection's queue is full.
+    pub fn submit(&self, job: AppJob) -> bool {
+        self.tx.try_send(job).is_ok()
     }
 }
 

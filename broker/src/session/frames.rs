@@ -224,7 +224,7 @@ impl Session {
                 self.version,
             )
         });
-        if worker.submit(job).is_err() {
+        if !worker.submit(job) {
             self.broker.metrics.app_overflow.inc();
             let text = "too many application messages waiting for their handler";
             let p = Payload::from(text).header("message", text);
@@ -346,7 +346,7 @@ impl Session {
                 } else {
                     self.broker
                         .registry
-                        .subscribe_exact(&destination, subscriber);
+                        .subscribe_exact(&registry_key, subscriber);
                     (Source::Exact, credit)
                 }
             }

@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, afterEach, before } from 'node:test';
+import { after, afterEach, before, beforeEach } from 'node:test';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageDir = path.resolve(here, '..');
@@ -96,7 +96,8 @@ export class Broker {
     this.port = undefined;
     this.proc = undefined;
     this.exited = undefined; // promise of { code, signal } for the running process
-    this.log = '';
+    this.log = ''; // the last LOG_LIMIT characters of output
+    this.logTotal = 0; // characters of output ever appended
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'stompbox-stompjs-'));
     this.configPath = path.join(this.dir, 'broker.toml');
   }
@@ -136,8 +137,21 @@ export class Broker {
   }
 
   _append(chunk) {
-    this.log += chunk.toString();
+    const text = chunk.toString();
+    this.log += text;
+    this.logTotal += text.length;
     if (this.log.length > LOG_LIMIT) this.log = this.log.slice(-LOG_LIMIT);
+  }
+
+  /** A mark for logSince(). */
+  logMark() {
+    return this.logTotal;
+  }
+
+  /** The output appended since `mark` (as much of it as is still kept). */
+  logSince(mark) {
+    const n = this.logTotal - mark;
+    return n >= this.log.length ? this.log : this.log.slice(this.log.length - n);
   }
 
   /**
@@ -175,6 +189,10 @@ export class Broker {
       env: { ...process.env, NO_COLOR: '1' },
     });
     this.proc = proc;
+    // Never leave a broker behind, even when the test process ends abruptly.
+    const reap = () => proc.kill('SIGKILL');
+    process.once('exit', reap);
+    proc.on('exit', () => process.removeListener('exit', reap));
     proc.stdout.on('data', (c) => this._append(c));
     proc.stderr.on('data', (c) => this._append(c));
     this.exited = new Promise((resolve) => {
@@ -267,14 +285,20 @@ export async function startBroker(options) {
  */
 export function useBroker(options) {
   const handle = { broker: undefined };
+  let mark = 0;
   before(async () => {
     handle.broker = await startBroker(options);
   });
-  afterEach((t) => {
+  beforeEach(() => {
+    mark = handle.broker?.logMark() ?? 0;
+  });
+  afterEach(async (t) => {
     if (t.passed === false && handle.broker) {
+      // Lets the broker's last lines (e.g. why it closed a session) come through the pipe.
+      await sleep(200);
       process.stderr.write(
-        `\n===== stompbox output (test "${t.name}" failed) =====\n${handle.broker.log}\n` +
-          `===== end of stompbox output =====\n`,
+        `\n===== stompbox output during "${t.name}" (failed) =====\n` +
+          `${handle.broker.logSince(mark)}\n===== end of stompbox output =====\n`,
       );
     }
   });

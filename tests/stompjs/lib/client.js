@@ -39,8 +39,9 @@ export class Channel {
 
   push(item) {
     this.items.push(item);
-    const waiter = this.waiters.shift();
-    if (waiter) waiter();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** Items pushed but not yet taken. */
@@ -48,13 +49,15 @@ export class Channel {
     return this.items.slice(this.read);
   }
 
+  /** The next item not yet taken, waiting at most `ms` for it. */
   async next(ms = WAIT_MS) {
-    if (this.read < this.items.length) return this.items[this.read++];
-    await within(
-      new Promise((resolve) => this.waiters.push(resolve)),
-      `${this.name} (item ${this.read + 1})`,
-      ms,
-    );
+    const what = `${this.name} (item ${this.read + 1})`;
+    const deadline = Date.now() + ms;
+    while (this.read >= this.items.length) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      await within(new Promise((resolve) => this.waiters.push(resolve)), what, left);
+    }
     return this.items[this.read++];
   }
 
@@ -100,11 +103,11 @@ export class TestClient {
           this.rawIncoming.push({ binary: isBinary, bytes: buf.length, command });
         });
         const send = ws.send.bind(ws);
-        ws.send = (data, ...rest) => {
+        ws.send = (data, ...args) => {
           const binary = typeof data !== 'string';
           const bytes = binary ? data.byteLength : Buffer.byteLength(data);
           this.rawOutgoing.push({ binary, bytes });
-          return send(data, ...rest);
+          return send(data, ...args);
         };
         ws.on('open', () => this.subprotocols.push(ws.protocol));
         return ws;
@@ -152,17 +155,13 @@ export class TestClient {
   }
 
   /** SUBSCRIBE, waiting for its RECEIPT; returns an Inbox with the messages. */
-  async subscribe(destination, headers = {}, { autoAck = false } = {}) {
+  async subscribe(destination, headers = {}) {
     const inbox = new Inbox(destination);
     await this.withReceipt((receipt) => {
-      inbox.subscription = this.client.subscribe(
-        destination,
-        (m) => {
-          inbox.push(m);
-          if (autoAck) m.ack();
-        },
-        { ...headers, receipt },
-      );
+      inbox.subscription = this.client.subscribe(destination, (m) => inbox.push(m), {
+        ...headers,
+        receipt,
+      });
     });
     return inbox;
   }

@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { useBroker } from '../lib/broker.js';
-import { connected, fresh, TestClient, within } from '../lib/client.js';
+import { connected, eventually, fresh, TestClient, within } from '../lib/client.js';
 
+const ROUNDS = 20;
 const ctx = useBroker({ destinations: [{ pattern: '/queue/receipts', mode: 'queue' }] });
 
 /** Waits for the RECEIPT of `receiptId`, registered before the frame is sent. */
@@ -30,6 +31,7 @@ test('SUBSCRIBE, SEND, UNSUBSCRIBE each get a RECEIPT with the matching receipt-
   const receipt = await r;
   assert.equal(receipt.command, 'RECEIPT');
   assert.equal(receipt.headers['receipt-id'], 'send-1');
+  await eventually(() => got.length === 1, 'the MESSAGE');
 
   r = watch(c, 'unsub-1');
   sub.unsubscribe({ receipt: 'unsub-1' });
@@ -38,19 +40,37 @@ test('SUBSCRIBE, SEND, UNSUBSCRIBE each get a RECEIPT with the matching receipt-
   c.assertQuiet();
 });
 
-test('RECEIPT for a SEND comes after the message is routed to subscribers', async (t) => {
-  // The subscriber is the publisher: the MESSAGE for a SEND precedes the SEND's RECEIPT on
-  // the same connection.
+test('RECEIPT for a SEND follows the MESSAGE it routed to the same connection', async (t) => {
+  // A RECEIPT says the frame was processed; for a SEND that includes routing it, so a
+  // subscriber on the publishing connection has the MESSAGE before the RECEIPT. Clients use
+  // this as a fence ("after the receipt, my own subscription has it"). Repeated, and sent
+  // both one at a time and in a burst, because a broker that queues RECEIPTs apart from
+  // deliveries does not get the order wrong every time.
   const c = await connected(t, ctx.broker);
   const dest = fresh('/topic/receipt-order');
   const order = [];
   await c.withReceipt((receipt) =>
     c.client.subscribe(dest, (m) => order.push(`MESSAGE ${m.body}`), { receipt }),
   );
-  const r = watch(c, 'after-send').then(() => order.push('RECEIPT'));
-  c.client.publish({ destination: dest, body: 'one', headers: { receipt: 'after-send' } });
-  await r;
-  assert.deepEqual(order, ['MESSAGE one', 'RECEIPT']);
+  // One at a time, then a burst (several frames per read on the broker's side).
+  const expected = [];
+  const receipts = [];
+  for (let i = 0; i < 2 * ROUNDS; i++) {
+    const id = `order-${i}`;
+    receipts.push(watch(c, id).then(() => order.push(`RECEIPT ${id}`)));
+    c.client.publish({ destination: dest, body: `m${i}`, headers: { receipt: id } });
+    expected.push(`MESSAGE m${i}`, `RECEIPT ${id}`);
+    if (i < ROUNDS) await receipts[i];
+  }
+  await Promise.all(receipts);
+  await eventually(() => order.length === expected.length, 'all MESSAGEs');
+  const firstWrong = order.findIndex((x, i) => x !== expected[i]);
+  assert.deepEqual(
+    order,
+    expected,
+    `first out of order at #${firstWrong}: ${order.slice(Math.max(0, firstWrong - 1), firstWrong + 2).join(' | ')}`,
+  );
+  c.assertQuiet();
 });
 
 test('BEGIN, COMMIT, ABORT, ACK and NACK get RECEIPTs', async (t) => {
@@ -71,7 +91,7 @@ test('BEGIN, COMMIT, ABORT, ACK and NACK get RECEIPTs', async (t) => {
   assert.equal(again.body, 'job-2');
   again.ack();
 
-  // stompjs' begin/commit/abort take no headers: send them with receipts by hand.
+  // stompjs' begin/commit/abort take no headers: write these frames to its socket by hand.
   for (const [command, tx] of [
     ['BEGIN', 'tx-a'],
     ['COMMIT', 'tx-a'],
@@ -80,7 +100,7 @@ test('BEGIN, COMMIT, ABORT, ACK and NACK get RECEIPTs', async (t) => {
   ]) {
     const id = `${command}-${tx}`;
     r = watch(c, id);
-    c.client._stompHandler._transmit({ command, headers: { transaction: tx, receipt: id } });
+    c.client.webSocket.send(`${command}\ntransaction:${tx}\nreceipt:${id}\n\n\0`);
     assert.equal((await r).headers['receipt-id'], id, `${command} receipt`);
   }
   c.assertQuiet();
