@@ -1,20 +1,45 @@
 #!/usr/bin/env bash
-# Runs every test Stompbox has: formatting and lints, the Rust unit and integration tests
-# (codec, broker, end-to-end through real sockets), and the JavaScript suites when present.
-# Installs what the suites need when it is missing. CI runs exactly this (see .ci/run).
+# Runs every test Stompbox has: formatting and lints; the Rust unit, property and end-to-end
+# tests (codec, broker, the binary, the chat example); the stomp.js suite in Node; the browser
+# test in headless Chromium. Installs what they need when it is missing (npm packages with
+# `npm ci`; Debian's chromium through apt-get when running as root). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
+die() { echo "error: $*" >&2; exit 1; }
 
 need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    echo "error: '$1' is required: $2" >&2
-    exit 1
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is required: $2"
+}
+
+# Installs Debian packages when missing: as root directly, otherwise stop and say what to do.
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing Debian packages: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})"
+  fi
+  step "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+npm_ready() {
+  # npm ci when node_modules is missing or older than the lockfile.
+  local dir=$1
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
 
 need cargo "install Rust from https://rustup.rs"
+need node "install Node.js 20 or newer (Debian: apt-get install nodejs npm)"
+need npm "install npm"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -22,16 +47,19 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (workspace: codec, broker, end-to-end)"
+step "cargo test (workspace: codec, broker, end-to-end, binary, examples)"
 cargo test --workspace --locked
+# The JavaScript suites drive these builds.
+cargo build --locked --bin stompbox --example chat
 
-for suite in tests/stompjs tests/browser; do
-  if [ -f "$suite/package.json" ]; then
-    need node "install Node.js 20 or newer"
-    need npm "install npm"
-    step "npm test in $suite"
-    (cd "$suite" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test)
-  fi
-done
+step "stomp.js suite (Node, @stomp/stompjs against the stompbox binary)"
+npm_ready tests/stompjs
+(cd tests/stompjs && STOMPBOX_BIN="$root/target/debug/stompbox" npm test)
+
+step "browser test (headless Chromium, the chat example)"
+apt_install chromium
+npm_ready examples/chat/web
+npm_ready tests/browser
+(cd tests/browser && STOMPBOX_CHAT_BIN="$root/target/debug/examples/chat" npm test)
 
 step "all tests passed"

@@ -64,6 +64,8 @@ pub struct Client {
     pub subprotocol: Option<String>,
     /// Whether the last WebSocket data message received was binary (false for text).
     pub last_binary: bool,
+    /// MESSAGE frames that arrived while waiting for a RECEIPT, handed out next.
+    stash: std::collections::VecDeque<Frame>,
 }
 
 impl std::fmt::Debug for Client {
@@ -143,6 +145,7 @@ impl Client {
             closed: None,
             subprotocol,
             last_binary: false,
+            stash: Default::default(),
         }
     }
 
@@ -185,6 +188,9 @@ impl Client {
     }
 
     async fn next_event_inner(&mut self) -> Result<Event> {
+        if let Some(f) = self.stash.pop_front() {
+            return Ok(Event::Frame(f));
+        }
         loop {
             if let Some(d) = self.decoder.decode(&mut self.buf)? {
                 return Ok(match d {
@@ -314,22 +320,30 @@ impl Client {
     }
 
     /// Waits for the RECEIPT with `id`, failing on anything else but MESSAGE frames, which are
-    /// skipped.
+    /// kept and returned by the next reads.
     pub async fn receipt(&mut self, id: &str) -> Result<()> {
-        loop {
-            let f = self.frame(Duration::from_secs(5)).await?;
+        let mut kept = Vec::new();
+        let result = loop {
+            let f = match self.frame(Duration::from_secs(5)).await {
+                Ok(f) => f,
+                Err(e) => break Err(e),
+            };
             match f.command {
-                Command::Receipt if f.headers.get_str("receipt-id") == Some(id) => return Ok(()),
-                Command::Message => {}
+                Command::Receipt if f.headers.get_str("receipt-id") == Some(id) => break Ok(()),
+                Command::Message => kept.push(f),
                 _ => {
-                    return Err(ClientError::Unexpected(format!(
+                    break Err(ClientError::Unexpected(format!(
                         "waiting for RECEIPT {id}, got {} {:?}",
                         f.command.as_str(),
                         f.headers
                     )));
                 }
             }
+        };
+        for f in kept.into_iter().rev() {
+            self.stash.push_front(f);
         }
+        result
     }
 
     /// SEND a body to a destination.

@@ -172,8 +172,13 @@ impl Transport {
         }
     }
 
-    /// Ends the connection from the broker's side.
+    /// Ends the connection from the broker's side: a close frame (or a write shutdown), then a
+    /// short linger reading and discarding whatever the peer is still sending. Closing a socket
+    /// with unread input makes the kernel send a reset, which can destroy the ERROR frame just
+    /// written before the client reads it; reading until the peer closes (or `LINGER` passes)
+    /// lets that last frame arrive.
     pub async fn close(&mut self, how: Closing) {
+        const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
         match self {
             Transport::WebSocket(ws, _) => {
                 let code = match how {
@@ -182,17 +187,29 @@ impl Transport {
                     Closing::Error => CloseCode::Protocol,
                     Closing::TooBig => CloseCode::Size,
                 };
-                let _ = WebSocketStream::close(
-                    ws,
-                    Some(CloseFrame {
-                        code,
-                        reason: "".into(),
-                    }),
-                )
+                let frame = CloseFrame {
+                    code,
+                    reason: "".into(),
+                };
+                if ws.send(Message::Close(Some(frame))).await.is_err() {
+                    return;
+                }
+                let _ = tokio::time::timeout(LINGER, async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
                 .await;
             }
             Transport::Stream(s) => {
                 let _ = s.io.shutdown().await;
+                let mut sink = [0u8; 4096];
+                let _ = tokio::time::timeout(LINGER, async {
+                    while let Ok(n) = s.io.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
             }
         }
     }

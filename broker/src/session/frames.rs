@@ -78,6 +78,10 @@ impl Session {
             }
         }
         if let Some(id) = receipt {
+            // Whatever this frame routed to this very connection (a SEND to a topic it
+            // subscribes to) is in the outbox now; it goes out before the receipt, so a receipt
+            // means "everything this frame caused has been delivered here".
+            self.take_outbox();
             self.reply(&Frame::new(Command::Receipt).header("receipt-id", id));
         }
         Ok(())

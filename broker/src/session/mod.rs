@@ -61,6 +61,8 @@ struct Session {
     outbox: Arc<Outbox>,
     /// Frames to write on the next flush, in order.
     pending: Vec<WireFrame>,
+    /// Scratch queue the outbox is swapped into (kept to reuse its allocation).
+    batch: VecDeque<Outbound>,
     subs: Subscriptions,
     txs: frames::Transactions,
     counters: LocalCounters,
@@ -115,6 +117,7 @@ pub async fn run(
         decoder,
         read_buf: BytesMut::new(),
         pending: Vec::new(),
+        batch: VecDeque::new(),
         subs: Subscriptions::default(),
         txs: frames::Transactions::default(),
         counters: LocalCounters::default(),
@@ -152,7 +155,6 @@ impl Session {
         let mut recv_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
         let mut connect_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(connect_deadline));
         let mut expiry_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
-        let mut batch: VecDeque<Outbound> = VecDeque::new();
         let mut armed = false;
         loop {
             if self.connected && !armed {
@@ -167,7 +169,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    self.take_outbox(&mut batch);
+                    self.take_outbox();
                     return End::Shutdown;
                 }
                 _ = outbox.killed() => {
@@ -175,7 +177,7 @@ impl Session {
                     return End::Error(ProtocolError::SlowConsumer, None);
                 }
                 _ = outbox.ready() => {
-                    self.take_outbox(&mut batch);
+                    self.take_outbox();
                 }
                 r = t.recv_into(&mut self.read_buf) => {
                     match r {
@@ -319,8 +321,9 @@ impl Session {
     }
 
     /// Moves the outbox into `pending`, encoding deliveries that carry per-delivery state.
-    fn take_outbox(&mut self, batch: &mut VecDeque<Outbound>) {
-        self.outbox.take(batch);
+    fn take_outbox(&mut self) {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.outbox.take(&mut batch);
         for item in batch.drain(..) {
             match item {
                 Outbound::Frame(f) => {
@@ -335,6 +338,7 @@ impl Session {
                 }
             }
         }
+        self.batch = batch;
     }
 
     /// Queues a frame the session itself produced (CONNECTED, RECEIPT, ERROR).
@@ -374,8 +378,7 @@ impl Session {
             End::Shutdown => Closing::GoingAway,
             End::Disconnect(receipt) => {
                 // Everything queued before the DISCONNECT goes out first, then its receipt.
-                let mut batch = VecDeque::new();
-                self.take_outbox(&mut batch);
+                self.take_outbox();
                 if let Some(id) = receipt {
                     self.reply(&Frame::new(Command::Receipt).header("receipt-id", id));
                 }
@@ -394,6 +397,7 @@ impl Session {
             }
         };
         let _ = timeout(deadline, self.write_pending(t)).await;
-        let _ = timeout(deadline, t.close(how)).await;
+        // `close` bounds its own linger.
+        t.close(how).await;
     }
 }

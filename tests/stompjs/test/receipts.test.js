@@ -10,9 +10,14 @@ const ROUNDS = 20;
 const ctx = useBroker({ destinations: [{ pattern: '/queue/receipts', mode: 'queue' }] });
 
 /** Waits for the RECEIPT of `receiptId`, registered before the frame is sent. */
-function watch(c, receiptId) {
+// `onArrival` runs synchronously in stompjs's receipt callback: a promise's `.then` would run
+// only after every frame of the same socket read was dispatched, which reorders the record.
+function watch(c, receiptId, onArrival = () => {}) {
   return within(
-    new Promise((resolve) => c.client.watchForReceipt(receiptId, resolve)),
+    new Promise((resolve) => c.client.watchForReceipt(receiptId, (frame) => {
+      onArrival(frame);
+      resolve(frame);
+    })),
     `RECEIPT ${receiptId}`,
   );
 }
@@ -57,7 +62,7 @@ test('RECEIPT for a SEND follows the MESSAGE it routed to the same connection', 
   const receipts = [];
   for (let i = 0; i < 2 * ROUNDS; i++) {
     const id = `order-${i}`;
-    receipts.push(watch(c, id).then(() => order.push(`RECEIPT ${id}`)));
+    receipts.push(watch(c, id, () => order.push(`RECEIPT ${id}`)));
     c.client.publish({ destination: dest, body: `m${i}`, headers: { receipt: id } });
     expected.push(`MESSAGE m${i}`, `RECEIPT ${id}`);
     if (i < ROUNDS) await receipts[i];
