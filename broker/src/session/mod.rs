@@ -220,8 +220,14 @@ impl Session {
                 }
                 _ = &mut send_timer, if armed && self.heartbeat.send_every.is_some() => {
                     let every = self.heartbeat.send_every.unwrap_or(Duration::MAX);
-                    if self.pending.is_empty() && Instant::now() >= self.last_write + every {
+                    let now = Instant::now();
+                    if now >= self.last_write + every {
+                        // Written (and the timer re-armed) below.
                         self.pending.push(WireFrame::heartbeat());
+                    } else {
+                        // Something was written meanwhile: wait a full interval from it. Never
+                        // leave a fired timer un-reset, or the select would spin.
+                        send_timer.as_mut().reset((self.last_write + every).max(now + Duration::from_millis(1)));
                     }
                 }
                 _ = &mut recv_timer, if armed && self.heartbeat.receive_timeout.is_some() => {
