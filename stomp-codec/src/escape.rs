@@ -40,9 +40,14 @@ impl Escaping {
     }
 
     /// The escape sequence that replaces `b`, if any.
+    ///
+    /// A line break cannot be represented where no escape exists for it (any header of a 1.0
+    /// frame or of a handshake frame; a carriage return in 1.1), and written raw it would end
+    /// the header line and let a value inject headers of its own. It becomes a space.
     #[inline]
     fn replacement(self, b: u8) -> Option<&'static [u8]> {
         match (self, b) {
+            (Escaping::None, b'\n' | b'\r') | (Escaping::V11, b'\r') => Some(b" "),
             (Escaping::None, _) => None,
             (_, b'\\') => Some(b"\\\\"),
             (_, b'\n') => Some(b"\\n"),
@@ -66,6 +71,15 @@ impl Escaping {
 // Indexing with constants below 256 in a `const fn` evaluated at compile time: an
 // out-of-range index would fail the build, never a running program.
 #[allow(clippy::indexing_slicing)]
+const fn line_breaks_only() -> [bool; 256] {
+    let mut t = [false; 256];
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+}
+
+// As above: compile-time indexing only.
+#[allow(clippy::indexing_slicing)]
 const fn needs_table(cr: bool) -> [bool; 256] {
     let mut t = [false; 256];
     t[b'\\' as usize] = true;
@@ -75,21 +89,19 @@ const fn needs_table(cr: bool) -> [bool; 256] {
     t
 }
 
-static NEEDS_NONE: [bool; 256] = [false; 256];
-static NEEDS_V11: [bool; 256] = needs_table(false);
+static NEEDS_NONE: [bool; 256] = line_breaks_only();
+static NEEDS_V11: [bool; 256] = needs_table(true);
 static NEEDS_V12: [bool; 256] = needs_table(true);
 
 /// Length of `src` once escaped.
 pub(crate) fn escaped_len(src: &[u8], esc: Escaping) -> usize {
-    if esc == Escaping::None {
-        return src.len();
-    }
     let table = esc.table();
     src.len()
         + src
             .iter()
             .filter(|&&b| table.get(usize::from(b)) == Some(&true))
-            .count()
+            .map(|&b| esc.replacement(b).map_or(0, |r| r.len().saturating_sub(1)))
+            .sum::<usize>()
 }
 
 /// Appends `src` to `out`, escaped. Runs of plain bytes are copied in one call.
@@ -156,8 +168,9 @@ mod tests {
     #[test]
     fn escapes_per_version() {
         let src = b"a:b\\c\nd\re";
-        assert_eq!(esc(src, Escaping::None), src);
-        assert_eq!(esc(src, Escaping::V11), b"a\\cb\\\\c\\nd\re");
+        // Line breaks that cannot be escaped become spaces, so no header can be injected.
+        assert_eq!(esc(src, Escaping::None), b"a:b\\c d e");
+        assert_eq!(esc(src, Escaping::V11), b"a\\cb\\\\c\\nd e");
         assert_eq!(esc(src, Escaping::V12), b"a\\cb\\\\c\\nd\\re");
         assert_eq!(esc(b"plain", Escaping::V12), b"plain");
         assert_eq!(esc(b"", Escaping::V12), b"");

@@ -3,7 +3,7 @@
 // Each test file gets its own broker on a free 127.0.0.1 port with a generated config.
 // The broker's output is kept in memory and printed when a test fails.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -52,9 +52,40 @@ export function freePort() {
   });
 }
 
+/** How long `stompbox hash-password` may take (argon2 in a debug build: a fraction of a second). */
+const HASH_DEADLINE_MS = 10_000;
+
+/**
+ * The argon2 hash of `password` for `[[auth.users]] password_hash`, from the binary's
+ * `hash-password` subcommand (password on stdin, hash on stdout).
+ */
+export function hashPassword(password) {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      brokerBinary(),
+      ['hash-password'],
+      { timeout: HASH_DEADLINE_MS, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`stompbox hash-password failed: ${err.message}\n${stderr}`));
+          return;
+        }
+        const hash = stdout.trim();
+        if (!hash.startsWith('$argon2')) {
+          reject(new Error(`stompbox hash-password printed ${JSON.stringify(stdout)}`));
+          return;
+        }
+        resolve(hash);
+      },
+    );
+    child.stdin.end(`${password}\n`);
+  });
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function tomlValue(v) {
+/** A JavaScript string, number, boolean or array of them as a TOML value. */
+export function tomlValue(v) {
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
@@ -88,11 +119,17 @@ export class Broker {
    * @param {object} [options.config] extra config sections, merged over the test defaults,
    *   e.g. { stomp: { max_frame_size: 2097152 } }
    * @param {object[]} [options.destinations] [[destinations]] entries
+   * @param {string | ((broker: Broker) => string)} [options.toml] TOML text appended after the
+   *   generated sections, for what `config` cannot express (`[[app.routes]]`, `[[auth.users]]`,
+   *   `[auth.jwt]`). A function is called with the broker each time the config is written,
+   *   so it can put files (a JWT secret) into `broker.dir`. It must not repeat a section the
+   *   generated part has (`[server]` always, and every key of `config`).
    */
-  constructor({ config = {}, destinations = [] } = {}) {
+  constructor({ config = {}, destinations = [], toml = '' } = {}) {
     this.bin = brokerBinary();
     this.config = config;
     this.destinations = destinations;
+    this.toml = toml;
     this.port = undefined;
     this.proc = undefined;
     this.exited = undefined; // promise of { code, signal } for the running process
@@ -133,7 +170,10 @@ export class Broker {
         websocket: `127.0.0.1:${this.port}`,
       },
     };
-    writeFileSync(this.configPath, configToml(settings, this.destinations));
+    const extra = typeof this.toml === 'function' ? this.toml(this) : this.toml;
+    let text = configToml(settings, this.destinations);
+    if (extra) text += `${extra.trimEnd()}\n`;
+    writeFileSync(this.configPath, text);
   }
 
   _append(chunk) {
@@ -282,12 +322,15 @@ export async function startBroker(options) {
 /**
  * For a test file: starts one broker before its tests, stops it after them, and prints the
  * broker's output when a test fails. Returns an object whose `.broker` is set once started.
+ * `options` are Broker's, or a function (may be async) returning them, called in the `before`
+ * hook: for options that need work at test start (password hashes, a backend's port).
  */
 export function useBroker(options) {
   const handle = { broker: undefined };
   let mark = 0;
   before(async () => {
-    handle.broker = await startBroker(options);
+    const resolved = typeof options === 'function' ? await options() : options;
+    handle.broker = await startBroker(resolved);
   });
   beforeEach(() => {
     mark = handle.broker?.logMark() ?? 0;

@@ -75,7 +75,10 @@ let receiptCounter = 0;
 export class TestClient {
   /**
    * @param {import('./broker.js').Broker} broker
-   * @param {object} conf overrides for the @stomp/stompjs Client configuration
+   * @param {object} conf overrides for the @stomp/stompjs Client configuration, plus
+   *   `brokerURL` (another URL than broker.url, e.g. with a query string) and `wsOptions`
+   *   (options for the `ws` WebSocket, e.g. `{ headers: { Authorization: ... } }` for the
+   *   handshake)
    */
   constructor(broker, conf = {}) {
     this.broker = broker;
@@ -91,10 +94,10 @@ export class TestClient {
     this.rawOutgoing = []; // { binary, bytes } per WebSocket message sent
     this.subprotocols = [];
     const versions = conf.stompVersions ?? Versions.default;
-    const { onConnect, ...rest } = conf;
+    const { onConnect, brokerURL, wsOptions, ...rest } = conf;
     this.client = new Client({
       webSocketFactory: () => {
-        const ws = new WebSocket(broker.url, versions.protocolVersions());
+        const ws = new WebSocket(brokerURL ?? broker.url, versions.protocolVersions(), wsOptions);
         // Records each WebSocket message in both directions: text or binary, and its size.
         ws.on('message', (data, isBinary) => {
           const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);
