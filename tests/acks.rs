@@ -4,7 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-use broker::client::{Client, Event};
 use common::*;
 use stomp_codec::{Command, Frame};
 
@@ -19,35 +18,9 @@ async fn publish_n(server: &broker::Server, dest: &str, n: usize) {
     p.receipt("done").await.unwrap();
 }
 
-async fn no_more_messages(c: &mut Client) {
-    // A receipt round trip proves everything published before it was already routed.
-    c.send(
-        &Frame::new(Command::Send)
-            .header("destination", "/topic/none")
-            .header("receipt", "fence"),
-    )
-    .await
-    .unwrap();
-    loop {
-        match c.next_event(WAIT).await.unwrap() {
-            Event::Frame(f) if f.command == Command::Receipt => return,
-            Event::Heartbeat => {}
-            other => panic!("expected nothing more, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn prefetch_bounds_unacked_and_ack_opens_the_window() {
-    let server = start(|c| {
-        c.destinations.push(broker::config::DestinationRule {
-            pattern: "/queue/jobs".into(),
-            mode: broker::config::DestinationMode::Queue,
-            slow_consumer: None,
-            max_pending: None,
-        })
-    })
-    .await;
+    let server = start(|c| c.destinations.push(queue_rule("/queue/jobs", None))).await;
     let mut c = ws_session(&server).await;
     c.subscribe(
         "s",
@@ -59,7 +32,7 @@ async fn prefetch_bounds_unacked_and_ack_opens_the_window() {
     publish_n(&server, "/queue/jobs", 5).await;
     let a = c.expect(Command::Message, WAIT).await.unwrap();
     let b = c.expect(Command::Message, WAIT).await.unwrap();
-    no_more_messages(&mut c).await;
+    assert_quiet(&mut c).await;
     assert_eq!((&a.body[..], &b.body[..]), (&b"0"[..], &b"1"[..]));
     // 1.2: MESSAGE has an `ack` header; ACK names it in `id`.
     let ack_id = b.headers.get_str("ack").expect("ack header").to_owned();
@@ -68,20 +41,12 @@ async fn prefetch_bounds_unacked_and_ack_opens_the_window() {
         .unwrap();
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"2");
-    no_more_messages(&mut c).await;
+    assert_quiet(&mut c).await;
 }
 
 #[tokio::test]
 async fn client_mode_acks_cumulatively() {
-    let server = start(|c| {
-        c.destinations.push(broker::config::DestinationRule {
-            pattern: "/queue/cum".into(),
-            mode: broker::config::DestinationMode::Queue,
-            slow_consumer: None,
-            max_pending: None,
-        })
-    })
-    .await;
+    let server = start(|c| c.destinations.push(queue_rule("/queue/cum", None))).await;
     let mut c = ws_session(&server).await;
     c.subscribe(
         "s",
@@ -95,7 +60,7 @@ async fn client_mode_acks_cumulatively() {
     for _ in 0..3 {
         last = Some(c.expect(Command::Message, WAIT).await.unwrap());
     }
-    no_more_messages(&mut c).await;
+    assert_quiet(&mut c).await;
     // Acking the third acknowledges all three: three more arrive.
     let id = last.unwrap().headers.get_str("ack").unwrap().to_owned();
     c.send(&Frame::new(Command::Ack).header("id", id))
@@ -109,15 +74,7 @@ async fn client_mode_acks_cumulatively() {
 
 #[tokio::test]
 async fn stomp_1_1_acks_by_message_id_and_subscription() {
-    let server = start(|c| {
-        c.destinations.push(broker::config::DestinationRule {
-            pattern: "/queue/v11".into(),
-            mode: broker::config::DestinationMode::Queue,
-            slow_consumer: None,
-            max_pending: None,
-        })
-    })
-    .await;
+    let server = start(|c| c.destinations.push(queue_rule("/queue/v11", None))).await;
     let mut c = ws(&server).await;
     c.connect(&[("accept-version", "1.1")]).await.unwrap();
     c.subscribe(
@@ -156,7 +113,7 @@ async fn broadcast_prefetch_drops_beyond_the_window_until_acked() {
     publish_n(&server, "/topic/acked", 3).await;
     let m = c.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&m.body[..], b"0");
-    no_more_messages(&mut c).await;
+    assert_quiet(&mut c).await;
     assert_eq!(
         metric(
             &server,

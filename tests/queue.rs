@@ -2,18 +2,8 @@
 
 mod common;
 
-use broker::config::{DestinationMode, DestinationRule};
 use common::*;
 use stomp_codec::{Command, Frame};
-
-fn queue_rule(pattern: &str, max_pending: Option<usize>) -> DestinationRule {
-    DestinationRule {
-        pattern: pattern.into(),
-        mode: DestinationMode::Queue,
-        slow_consumer: None,
-        max_pending,
-    }
-}
 
 #[tokio::test]
 async fn competing_consumers_share_round_robin() {

@@ -2,7 +2,6 @@
 
 mod common;
 
-use broker::client::{Client, Event};
 use common::*;
 use stomp_codec::{Command, Frame};
 
@@ -11,23 +10,6 @@ fn send_in(tx: &str, body: &str) -> Frame {
         .header("destination", "/topic/tx")
         .header("transaction", tx.to_owned())
         .with_body(body.to_owned())
-}
-
-async fn fence(c: &mut Client, id: &str) {
-    c.send(
-        &Frame::new(Command::Send)
-            .header("destination", "/topic/fence")
-            .header("receipt", id.to_owned()),
-    )
-    .await
-    .unwrap();
-    loop {
-        match c.next_event(WAIT).await.unwrap() {
-            Event::Frame(f) if f.command == Command::Receipt => return,
-            Event::Heartbeat => {}
-            other => panic!("nothing expected before the fence, got {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -42,8 +24,8 @@ async fn commit_delivers_abort_and_disconnect_discard() {
         .unwrap();
     p.send(&send_in("t1", "a")).await.unwrap();
     p.send(&send_in("t1", "b")).await.unwrap();
-    fence(&mut p, "f1").await;
-    fence(&mut sub, "f1s").await; // nothing delivered yet
+    assert_quiet(&mut p).await;
+    assert_quiet(&mut sub).await; // nothing delivered yet
     p.send(
         &Frame::new(Command::Commit)
             .header("transaction", "t1")
@@ -89,15 +71,7 @@ async fn commit_delivers_abort_and_disconnect_discard() {
 
 #[tokio::test]
 async fn acks_in_a_transaction_apply_at_commit() {
-    let server = start(|c| {
-        c.destinations.push(broker::config::DestinationRule {
-            pattern: "/queue/txq".into(),
-            mode: broker::config::DestinationMode::Queue,
-            slow_consumer: None,
-            max_pending: None,
-        })
-    })
-    .await;
+    let server = start(|c| c.destinations.push(queue_rule("/queue/txq", None))).await;
     let mut c = ws_session(&server).await;
     c.subscribe(
         "s",
@@ -121,7 +95,7 @@ async fn acks_in_a_transaction_apply_at_commit() {
     )
     .await
     .unwrap();
-    fence(&mut c, "f").await; // the ACK is held: no second message yet
+    assert_quiet(&mut c).await; // the ACK is held: no second message yet
     c.send(&Frame::new(Command::Commit).header("transaction", "t"))
         .await
         .unwrap();

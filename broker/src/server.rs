@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::app::AppRouter;
@@ -47,42 +47,22 @@ impl Server {
         let broker = Broker::with_app(config, app)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
 
-        let b = Arc::clone(&broker);
-        let p = Arc::clone(&permits);
         broker.tracker.spawn(accept_loop(
             Arc::clone(&broker),
             http_listener,
-            move |stream, peer| {
-                let broker = Arc::clone(&b);
-                let permits = Arc::clone(&p);
-                async move {
-                    let Ok(permit) = permits.try_acquire_owned() else {
-                        debug!(%peer, "connection limit reached; refusing");
-                        return;
-                    };
-                    http::serve_connection(broker, stream, peer, permit).await;
-                }
-            },
+            Arc::clone(&permits),
+            http::serve_connection,
         ));
         if let Some(listener) = tcp_listener {
-            let b = Arc::clone(&broker);
-            let p = Arc::clone(&permits);
             broker.tracker.spawn(accept_loop(
                 Arc::clone(&broker),
                 listener,
-                move |stream, peer| {
-                    let broker = Arc::clone(&b);
-                    let permits = Arc::clone(&p);
-                    async move {
-                        let Ok(permit) = permits.try_acquire_owned() else {
-                            debug!(%peer, "connection limit reached; refusing");
-                            return;
-                        };
-                        let chunk = broker.config.websocket.read_buffer_size;
-                        let transport = Transport::stream(stream, chunk);
-                        session::run(broker, transport, peer, HandshakeAuth::default()).await;
-                        drop(permit);
-                    }
+                permits,
+                |broker, stream, peer, permit| async move {
+                    let chunk = broker.config.websocket.read_buffer_size;
+                    let transport = Transport::stream(stream, chunk);
+                    session::run(broker, transport, peer, HandshakeAuth::default()).await;
+                    drop(permit);
                 },
             ));
         }
@@ -132,11 +112,16 @@ impl Server {
     }
 }
 
-/// Accepts until shutdown; each connection gets its own tracked task, so a slow handshake never
-/// holds up the next accept.
-async fn accept_loop<F, Fut>(broker: Arc<Broker>, listener: TcpListener, handle: F)
-where
-    F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
+/// Accepts until shutdown. Each connection needs a permit (`server.max_connections`; without
+/// one it is closed at once) and gets its own tracked task, so a slow handshake never holds up
+/// the next accept.
+async fn accept_loop<F, Fut>(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    handle: F,
+) where
+    F: Fn(Arc<Broker>, TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut backoff = Duration::from_millis(5);
@@ -146,8 +131,14 @@ where
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        debug!(%peer, "connection limit reached; refusing");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    broker.tracker.spawn(handle(stream, peer));
+                    broker
+                        .tracker
+                        .spawn(handle(Arc::clone(&broker), stream, peer, permit));
                 }
                 Err(e) => {
                     // Usually out of file descriptors: wait a little instead of spinning.

@@ -195,3 +195,34 @@ pub async fn spawn_backend(
     });
     (format!("http://{addr}/hook"), seen)
 }
+
+/// A `[[destinations]]` rule making `pattern` a queue-mode destination.
+pub fn queue_rule(pattern: &str, max_pending: Option<usize>) -> broker::config::DestinationRule {
+    broker::config::DestinationRule {
+        pattern: pattern.into(),
+        mode: broker::config::DestinationMode::Queue,
+        slow_consumer: None,
+        max_pending,
+    }
+}
+
+/// Asserts nothing but heart-beats arrives before a receipt round trip: everything routed to
+/// this connection before the fence would have come first.
+pub async fn assert_quiet(c: &mut Client) {
+    use broker::client::Event;
+    use stomp_codec::{Command, Frame};
+    c.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/topic/fence")
+            .header("receipt", "fence"),
+    )
+    .await
+    .unwrap();
+    loop {
+        match c.next_event(WAIT).await.unwrap() {
+            Event::Frame(f) if f.command == Command::Receipt => return,
+            Event::Heartbeat => {}
+            other => panic!("nothing expected before the fence, got {other:?}"),
+        }
+    }
+}
