@@ -85,33 +85,37 @@ async fn another_users_destinations_cannot_be_subscribed() {
 }
 
 #[tokio::test]
-async fn anonymous_sessions_have_their_own_identity() {
+async fn anonymous_sessions_cannot_be_addressed_from_outside() {
     let server = start(|_| {}).await;
-    let mut a = ws_session(&server).await;
-    let mut b = ws_session(&server).await;
-    let session_a = {
-        let mut c = ws(&server).await;
-        c.connect(&[])
-            .await
-            .unwrap()
-            .headers
-            .get_str("session")
-            .unwrap()
-            .to_owned()
-    };
-    assert!(!session_a.is_empty());
-    a.subscribe("x", "/user/queue/x", &[]).await.unwrap();
-    b.subscribe("x", "/user/queue/x", &[]).await.unwrap();
-    // The broker API addresses a session's identity; here through a TOML-free publish.
-    let broker = server.broker();
-    let headers = stomp_codec::Headers::new();
-    let out = broker
+    let mut anon = ws(&server).await;
+    let session = anon
+        .connect(&[])
+        .await
+        .unwrap()
+        .headers
+        .get_str("session")
+        .unwrap()
+        .to_owned();
+    anon.subscribe("x", "/user/queue/x", &[]).await.unwrap();
+    // A SEND to /user/{session id}/... means a *user* of that name, not the anonymous session.
+    let mut other = ws_session(&server).await;
+    other
+        .send(
+            &Frame::new(Command::Send)
+                .header("destination", format!("/user/{session}/queue/x"))
+                .with_body("guess"),
+        )
+        .await
+        .unwrap();
+    let out = server
+        .broker()
         .publish_to_user(
-            "s1",
+            &session,
             "/queue/x",
-            &headers,
-            bytes::Bytes::from_static(b"to s1"),
+            &stomp_codec::Headers::new(),
+            bytes::Bytes::from_static(b"guess"),
         )
         .unwrap();
-    assert_eq!(out.delivered, 1, "exactly one anonymous session is s1");
+    assert_eq!(out.delivered, 0);
+    assert_quiet(&mut anon).await;
 }

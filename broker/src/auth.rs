@@ -153,7 +153,15 @@ impl Authenticator {
             return self.verify_password(login, passcode).await;
         }
         if let Some(passcode) = passcode {
-            return self.verify_jwt(passcode);
+            let token = self.verify_jwt(passcode);
+            if token.is_err()
+                && let Some(login) = login
+            {
+                // An unknown login whose passcode is no token must cost what a wrong passcode
+                // costs, or response times would tell which logins exist.
+                return self.verify_password(login, passcode).await;
+            }
+            return token;
         }
         if let Some(token) = handshake
             .authorization

@@ -163,6 +163,18 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
+        self.publish_to_owner(Owner::User(user), destination, headers, body)
+    }
+
+    /// Publishes to the user destinations of an owner: a named user, or one anonymous session.
+    pub fn publish_to_owner(
+        &self,
+        owner: Owner<'_>,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<PublishOutcome, PublishError> {
+        let user = owner.name();
         let Route::Broker(rule) = self.router.route_broker(destination) else {
             return Err(PublishError::Unserved(format!(
                 "{}/{user}{destination}",
@@ -173,7 +185,7 @@ impl Broker {
         let shown = format!("{}{destination}", self.router.user_prefix());
         let msg = Arc::new(Published::from_send(&shown, &id, headers, body));
         self.metrics.published.inc();
-        let outcome = self.fan_out(&user_key(user, destination), &msg, rule.slow_consumer);
+        let outcome = self.fan_out(&user_key(owner, destination), &msg, rule.slow_consumer);
         self.metrics.delivered.inc_by(outcome.delivered as u64);
         Ok(outcome)
     }
@@ -212,12 +224,38 @@ impl Broker {
     }
 }
 
-/// The registry key of a user's destination. The user name is hex-encoded so no name can
-/// contain pattern syntax or a separator, and the key starts with a control character no client
-/// destination can route to.
-pub fn user_key(user: &str, destination: &str) -> String {
-    let mut key = String::with_capacity(2 + user.len() * 2 + destination.len());
+/// Who a user destination belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// An authenticated user, by name: all of its sessions.
+    User(&'a str),
+    /// One anonymous session, by session id. Kept apart from user names, so a user who happens
+    /// to be called like a session id shares nothing with it, and nobody can address anonymous
+    /// sessions from outside.
+    Session(&'a str),
+}
+
+impl Owner<'_> {
+    /// The user name or session id.
+    pub fn name(&self) -> &str {
+        match self {
+            Owner::User(n) | Owner::Session(n) => n,
+        }
+    }
+}
+
+/// The registry key of an owner's user destination. The name is hex-encoded so no name can
+/// contain pattern syntax or a separator, a tag keeps users and anonymous sessions apart, and the
+/// key starts with a control character no client destination can route to.
+pub fn user_key(owner: Owner<'_>, destination: &str) -> String {
+    let user = owner.name();
+    let mut key = String::with_capacity(3 + user.len() * 2 + destination.len());
     key.push('\u{1}');
+    key.push(if matches!(owner, Owner::User(_)) {
+        'u'
+    } else {
+        's'
+    });
     for b in user.bytes() {
         key.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
         key.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));

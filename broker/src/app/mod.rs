@@ -24,7 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use stomp_codec::Headers;
 
-use crate::broker::{Broker, PublishError};
+use crate::broker::{Broker, Owner, PublishError};
 use crate::config::{Config, RouteOn};
 
 pub use backend::Backend;
@@ -70,7 +70,26 @@ impl AppMessage {
 #[derive(Clone)]
 pub struct AppContext {
     broker: Arc<Broker>,
-    identity: Arc<str>,
+    identity: OwnerName,
+}
+
+/// An owned [`Owner`]: who the sender is, for replies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OwnerName {
+    /// An authenticated user.
+    User(Arc<str>),
+    /// An anonymous session.
+    Session(Arc<str>),
+}
+
+impl OwnerName {
+    /// Borrowed form.
+    pub(crate) fn as_owner(&self) -> Owner<'_> {
+        match self {
+            OwnerName::User(n) => Owner::User(n),
+            OwnerName::Session(n) => Owner::Session(n),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppContext {
@@ -82,7 +101,7 @@ impl std::fmt::Debug for AppContext {
 }
 
 impl AppContext {
-    pub(crate) fn new(broker: Arc<Broker>, identity: Arc<str>) -> Self {
+    pub(crate) fn new(broker: Arc<Broker>, identity: OwnerName) -> Self {
         Self { broker, identity }
     }
 
@@ -122,7 +141,7 @@ impl AppContext {
     ) -> Result<(), PublishError> {
         let p = payload.into();
         self.broker
-            .publish_to_user(&self.identity, destination, &p.headers(), p.body)
+            .publish_to_owner(self.identity.as_owner(), destination, &p.headers(), p.body)
             .map(drop)
     }
 

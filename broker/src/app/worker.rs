@@ -8,7 +8,7 @@ use stomp_codec::{Delivery as WireDelivery, Version};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{AppContext, AppMessage, Payload, Reply, Target};
+use super::{AppContext, AppMessage, OwnerName, Payload, Reply, Target};
 use crate::broker::Broker;
 use crate::message::Published;
 use crate::outbox::{Outbound, Outbox};
@@ -33,7 +33,7 @@ pub(crate) struct Worker {
 struct State {
     broker: Arc<Broker>,
     ctx: AppContext,
-    identity: Arc<str>,
+    identity: OwnerName,
     outbox: Arc<Outbox>,
     version: Version,
 }
@@ -42,14 +42,14 @@ impl Worker {
     /// Starts a worker for a connection.
     pub fn spawn(
         broker: &Arc<Broker>,
-        identity: Arc<str>,
+        identity: OwnerName,
         outbox: Arc<Outbox>,
         version: Version,
     ) -> Self {
         let (tx, rx) = mpsc::channel(broker.config.app.max_pending.max(1));
         let state = State {
             broker: Arc::clone(broker),
-            ctx: AppContext::new(Arc::clone(broker), Arc::clone(&identity)),
+            ctx: AppContext::new(Arc::clone(broker), identity.clone()),
             identity,
             outbox,
             version,
@@ -130,7 +130,7 @@ impl State {
             } => self.ctx.send_to_user(&user, &destination, payload),
             Reply::ToSender(dest, p) => self.ctx.reply_to_sender(&dest, p),
             Reply::Error(text) => {
-                debug!(identity = %self.identity, error = %text, "application error for the sender");
+                debug!(identity = ?self.identity, error = %text, "application error for the sender");
                 let dest = self.broker.config.app.errors_destination.clone();
                 let p = Payload::from(text.clone()).header("message", text);
                 self.ctx.reply_to_sender(&dest, p)

@@ -14,7 +14,7 @@ use super::{End, Session};
 use tracing::debug;
 
 use crate::app::worker::{AppJob, Worker};
-use crate::app::{AppMessage, Payload, Target};
+use crate::app::{AppMessage, OwnerName, Payload, Target};
 use crate::auth::Identity;
 use crate::broker::{split_user, user_key};
 use crate::config::{DestinationMode, RouteOn, Unhandled};
@@ -116,7 +116,7 @@ impl Session {
         self.decoder.set_version(version);
         self.connected = true;
         if let Some(user) = identity.user {
-            self.identity = Arc::from(user.as_str());
+            self.identity = OwnerName::User(Arc::from(user.as_str()));
             self.user = Some(user);
         }
         let mut reply = Frame::new(Command::Connected).header("version", version.as_str());
@@ -223,7 +223,7 @@ impl Session {
         let worker = self.app_worker.get_or_insert_with(|| {
             Worker::spawn(
                 &self.broker,
-                Arc::clone(&self.identity),
+                self.identity.clone(),
                 Arc::clone(&self.outbox),
                 self.version,
             )
@@ -232,8 +232,8 @@ impl Session {
             self.broker.metrics.app_overflow.inc();
             let text = "too many application messages waiting for their handler";
             let p = Payload::from(text).header("message", text);
-            let _ = self.broker.publish_to_user(
-                &self.identity,
+            let _ = self.broker.publish_to_owner(
+                self.identity.as_owner(),
                 &self.broker.config.app.errors_destination,
                 &p.headers(),
                 p.body,
@@ -298,7 +298,7 @@ impl Session {
                 return Ok(());
             }
             Route::User { rest } => match self.broker.router.route_broker(rest) {
-                Route::Broker(rule) => (rule, user_key(&self.identity, rest)),
+                Route::Broker(rule) => (rule, user_key(self.identity.as_owner(), rest)),
                 _ => {
                     return Err(ProtocolError::AccessDenied(format!(
                         "subscribe to {}{{destination}} to receive your own messages; other users' destinations are private",

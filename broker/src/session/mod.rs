@@ -25,6 +25,7 @@ use tracing::debug;
 pub use error::ProtocolError;
 use heartbeat::Heartbeat;
 
+use crate::app::OwnerName;
 use crate::auth::HandshakeAuth;
 use subscriptions::Subscriptions;
 
@@ -79,8 +80,8 @@ struct Session {
     session_id: String,
     /// The authenticated user name.
     user: Option<String>,
-    /// The name user destinations are keyed by: the user, or the session id when anonymous.
-    identity: Arc<str>,
+    /// Whose user destinations this session sees: its user, or itself when anonymous.
+    identity: OwnerName,
     /// When the connection's token expires.
     expires_at: Option<Instant>,
     /// Runs this connection's application handlers, started on first use.
@@ -130,7 +131,7 @@ pub async fn run(
         pending_connect: None,
         session_id: format!("s{conn}"),
         user: None,
-        identity: Arc::from(format!("s{conn}").as_str()),
+        identity: OwnerName::Session(Arc::from(format!("s{conn}").as_str())),
         expires_at: None,
         app_worker: None,
     };

@@ -297,6 +297,16 @@ test('on = "subscribe": SUBSCRIBE /app/snapshot gets exactly one MESSAGE from th
   assert.equal(reqs[0].json.kind, 'subscribe');
   assert.equal(reqs[0].json.destination, '/app/snapshot');
   assert.equal(reqs[0].json.path, '/snapshot');
+  assert.equal(reqs[0].json.headers.id, 'snap-1');
+
+  // stompjs apps unsubscribe such subscriptions later (harmless), and may subscribe again
+  // with the same id: each SUBSCRIBE gets its own answer.
+  await snap.unsubscribe(c);
+  const again = await c.subscribe('/app/snapshot', { id: 'snap-1' });
+  const m2 = await again.next();
+  assert.equal(m2.body, 'snapshot');
+  assert.equal(m2.headers.subscription, 'snap-1');
+  assert.notEqual(m2.headers['message-id'], m.headers['message-id']);
   c.assertQuiet();
 });
 
