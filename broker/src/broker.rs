@@ -84,6 +84,7 @@ impl Broker {
         let auth = Authenticator::from_config(&config.auth)?;
         let router = Router::new(&config);
         let registry = Registry::new(router.separator());
+        let queues = Queues::new(config.broker.max_pending_total);
         // Validation already compiled every route path, so this cannot fail.
         let app = app.clone().with_config_routes(&config).unwrap_or(app);
         let backend = Backend::new(std::time::Duration::from_millis(
@@ -96,7 +97,7 @@ impl Broker {
             config: Arc::new(config),
             router,
             registry,
-            queues: Queues::default(),
+            queues,
             metrics: Metrics::new(),
             ids: MessageIds::new(),
             next_conn: AtomicU64::new(1),

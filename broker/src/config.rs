@@ -407,6 +407,8 @@ pub struct BrokerConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Default bound of messages held by a queue-mode destination.
     pub max_pending: usize,
+    /// Bound of messages held by all queue-mode destinations together.
+    pub max_pending_total: usize,
 }
 
 impl Default for BrokerConfig {
@@ -416,6 +418,7 @@ impl Default for BrokerConfig {
             path_separator: "/".to_owned(),
             slow_consumer: SlowConsumerPolicy::Drop,
             max_pending: 10_000,
+            max_pending_total: 1_000_000,
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct Queue {
     state: Mutex<State>,
     max_pending: usize,
     total_pending: Arc<AtomicUsize>,
+    max_total: usize,
 }
 
 impl Queue {
@@ -79,7 +80,12 @@ impl Queue {
             redelivered: false,
         });
         self.total_pending.fetch_add(1, Ordering::Relaxed);
-        while st.pending.len() > self.max_pending {
+        // Over this queue's bound, or over the bound of all queues together (so creating many
+        // queue destinations cannot grow memory without end): the oldest go first.
+        while st.pending.len() > self.max_pending
+            || (self.total_pending.load(Ordering::Relaxed) > self.max_total
+                && !st.pending.is_empty())
+        {
             st.pending.pop_front();
             self.total_pending.fetch_sub(1, Ordering::Relaxed);
             dropped += 1;
@@ -184,13 +190,23 @@ impl Queue {
 }
 
 /// All queue-mode destinations.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Queues {
     map: DashMap<Box<str>, Arc<Queue>>,
     total_pending: Arc<AtomicUsize>,
+    max_total: usize,
 }
 
 impl Queues {
+    /// No queues yet; all of them together hold at most `max_total` pending messages.
+    pub fn new(max_total: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            total_pending: Arc::new(AtomicUsize::new(0)),
+            max_total,
+        }
+    }
+
     /// The queue for `name`, created on first use.
     pub fn get_or_create(&self, name: &str, max_pending: usize) -> Arc<Queue> {
         if let Some(q) = self.map.get(name) {
@@ -202,6 +218,7 @@ impl Queues {
                 state: Mutex::new(State::default()),
                 max_pending,
                 total_pending: Arc::clone(&self.total_pending),
+                max_total: self.max_total,
             })
         });
         Arc::clone(&entry)
@@ -250,7 +267,7 @@ mod tests {
 
     #[test]
     fn holds_round_robins_and_redelivers() {
-        let queues = Queues::default();
+        let queues = Queues::new(1000);
         let q = queues.get_or_create("/queue/q", 3);
         for i in 0..4 {
             q.publish(msg(i));
@@ -271,5 +288,22 @@ mod tests {
         q.settle(1, 0, 1);
         assert_eq!(taken(&a), vec![("3".to_owned(), false)]);
         assert_eq!(queues.total_pending(), 0);
+    }
+
+    #[test]
+    fn all_queues_together_are_bounded() {
+        let queues = Queues::new(5);
+        let a = queues.get_or_create("/queue/a", 100);
+        let b = queues.get_or_create("/queue/b", 100);
+        for i in 0..4 {
+            a.publish(msg(i));
+        }
+        let mut dropped = 0;
+        for i in 0..4 {
+            dropped += b.publish(msg(i)).dropped;
+        }
+        assert_eq!(queues.total_pending(), 5);
+        assert_eq!(dropped, 3);
+        assert_eq!((a.pending(), b.pending()), (4, 1));
     }
 }
