@@ -42,6 +42,8 @@ pub enum Cmd {
     /// Print an argon2 hash for `[[auth.users]] password_hash`. Reads the password from the
     /// first line of standard input, so it stays out of shell history.
     HashPassword,
+    /// Load-test a broker (this one or any STOMP-over-WebSocket broker).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Entry point of the binary. Printing to stdout is its job (print-config, check-config).
@@ -85,7 +87,33 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Some(Cmd::Bench(ref args)) => bench(args),
         Some(Cmd::Run) | None => run(&cli),
+    }
+}
+
+/// The JSON result goes to stdout: that is the command's output.
+#[allow(clippy::print_stdout)]
+fn bench(args: &crate::bench::BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::bench::run(args)) {
+        Ok(result) => {
+            println!("{result}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -162,6 +162,34 @@ impl Client {
         self.send_raw(&out, std::str::from_utf8(&out).is_ok()).await
     }
 
+    /// Queues raw bytes as one WebSocket message (or bytes on TCP) without flushing; `flush`
+    /// writes everything queued. For load generation, where one write per message would
+    /// measure the client's syscalls rather than the broker.
+    pub async fn feed_raw(&mut self, bytes: bytes::Bytes, text: bool) -> Result<()> {
+        match &mut self.link {
+            Link::Ws(ws) => {
+                let msg = if text {
+                    match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes.clone()) {
+                        Ok(t) => Message::Text(t),
+                        Err(_) => Message::Binary(bytes),
+                    }
+                } else {
+                    Message::Binary(bytes)
+                };
+                ws.feed(msg).await.map_err(io_err)
+            }
+            Link::Tcp(s) => s.write_all(&bytes).await.map_err(io_err),
+        }
+    }
+
+    /// Writes everything `feed_raw` queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        match &mut self.link {
+            Link::Ws(ws) => ws.flush().await.map_err(io_err),
+            Link::Tcp(s) => s.flush().await.map_err(io_err),
+        }
+    }
+
     /// Sends raw bytes: one WebSocket message (text or binary), or bytes on TCP.
     pub async fn send_raw(&mut self, bytes: &[u8], text: bool) -> Result<()> {
         match &mut self.link {

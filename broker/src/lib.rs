@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;
