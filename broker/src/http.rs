@@ -228,7 +228,16 @@ fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        session::run(broker, Transport::websocket(ws, limit), peer, handshake).await;
+        // Boxed, so the task holds the session future alone rather than one sized for the
+        // largest state of this whole block (the handshake's included): idle connections are
+        // the common case, and each saves kilobytes.
+        Box::pin(session::run(
+            broker,
+            Transport::websocket(ws, limit),
+            peer,
+            handshake,
+        ))
+        .await;
         drop(permit);
     });
 

@@ -13,13 +13,12 @@ mod subscriptions;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use stomp_codec::{Command, Decoded, Decoder, DecoderConfig, Frame, Version};
-use tokio::time::{Instant, Sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tracing::debug;
 
 pub use error::ProtocolError;
@@ -136,7 +135,8 @@ pub async fn run(
         app_worker: None,
     };
     let end = session.serve(&mut transport).await;
-    session.finish(&mut transport, end).await;
+    // Boxed for the same reason: only ever run once, at the end.
+    Box::pin(session.finish(&mut transport, end)).await;
     session.release();
     session.counters.flush(&broker.metrics);
     broker.metrics.connections.dec();
@@ -151,21 +151,16 @@ impl Session {
         let outbox = Arc::clone(&self.outbox);
         let connect_deadline =
             Instant::now() + Duration::from_millis(cfg.server.connect_timeout_ms);
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let mut send_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
-        let mut recv_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
-        let mut connect_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(connect_deadline));
-        let mut expiry_timer: Pin<Box<Sleep>> = Box::pin(sleep_until(far));
-        let mut armed = false;
+        // One timer for every deadline (CONNECT, heart-beats both ways, token expiry), set to
+        // the nearest: one timer entry per connection instead of four.
+        let mut armed_for = connect_deadline;
+        let timer = sleep_until(armed_for);
+        tokio::pin!(timer);
         loop {
-            if self.connected && !armed {
-                armed = true;
-                if let Some(every) = self.heartbeat.send_every {
-                    send_timer.as_mut().reset(self.last_write + every);
-                }
-                if let Some(limit) = self.heartbeat.receive_timeout {
-                    recv_timer.as_mut().reset(self.last_read + limit);
-                }
+            let next = self.next_deadline(connect_deadline);
+            if next != armed_for {
+                armed_for = next;
+                timer.as_mut().reset(next);
             }
             tokio::select! {
                 biased;
@@ -190,11 +185,10 @@ impl Session {
                                 return end;
                             }
                             if let Some(frame) = self.pending_connect.take() {
-                                if let Err(end) = self.authenticate_and_connect(frame).await {
+                                // Boxed: a rare, large future that would otherwise enlarge
+                                // every idle connection's task.
+                                if let Err(end) = Box::pin(self.authenticate_and_connect(frame)).await {
                                     return end;
-                                }
-                                if let Some(at) = self.expires_at {
-                                    expiry_timer.as_mut().reset(at);
                                 }
                                 if let Err(end) = self.process_input() {
                                     return end;
@@ -210,34 +204,10 @@ impl Session {
                         }
                     }
                 }
-                _ = &mut expiry_timer, if self.expires_at.is_some() => {
-                    self.broker.metrics.closed(CloseReason::TokenExpired);
-                    return End::Error(ProtocolError::TokenExpired, None);
-                }
-                _ = &mut connect_timer, if !self.connected => {
-                    self.broker.metrics.closed(CloseReason::ConnectTimeout);
-                    return End::Error(ProtocolError::ConnectTimeout(
-                        u128::from(cfg.server.connect_timeout_ms)), None);
-                }
-                _ = &mut send_timer, if armed && self.heartbeat.send_every.is_some() => {
-                    let every = self.heartbeat.send_every.unwrap_or(Duration::MAX);
-                    let now = Instant::now();
-                    if now >= self.last_write + every {
-                        // Written (and the timer re-armed) below.
-                        self.pending.push(WireFrame::heartbeat());
-                    } else {
-                        // Something was written meanwhile: wait a full interval from it. Never
-                        // leave a fired timer un-reset, or the select would spin.
-                        send_timer.as_mut().reset((self.last_write + every).max(now + Duration::from_millis(1)));
+                _ = &mut timer => {
+                    if let Some(end) = self.on_deadline(connect_deadline) {
+                        return end;
                     }
-                }
-                _ = &mut recv_timer, if armed && self.heartbeat.receive_timeout.is_some() => {
-                    let limit = self.heartbeat.receive_timeout.unwrap_or(Duration::MAX);
-                    if Instant::now() >= self.last_read + limit {
-                        self.broker.metrics.closed(CloseReason::HeartbeatTimeout);
-                        return End::Error(ProtocolError::HeartbeatTimeout(limit.as_millis()), None);
-                    }
-                    recv_timer.as_mut().reset(self.last_read + limit);
                 }
             }
             if let Some(end) = self.closing.take() {
@@ -261,12 +231,62 @@ impl Session {
                         return End::Gone;
                     }
                 }
-                if let Some(every) = self.heartbeat.send_every {
-                    send_timer.as_mut().reset(self.last_write + every);
-                }
             }
             self.counters.flush(&self.broker.metrics);
         }
+    }
+
+    /// The nearest moment something must happen without any I/O: the CONNECT deadline before
+    /// CONNECT; afterwards the next heart-beat to send, the client's heart-beat deadline and
+    /// the token's expiry.
+    fn next_deadline(&self, connect_deadline: Instant) -> Instant {
+        if !self.connected {
+            return connect_deadline;
+        }
+        let mut next = self.last_read + Duration::from_secs(86_400 * 365);
+        if let Some(at) = self.expires_at {
+            next = next.min(at);
+        }
+        if let Some(every) = self.heartbeat.send_every {
+            next = next.min(self.last_write + every);
+        }
+        if let Some(limit) = self.heartbeat.receive_timeout {
+            next = next.min(self.last_read + limit);
+        }
+        next
+    }
+
+    /// The timer fired: whichever deadlines have passed take effect. A heart-beat to send is
+    /// queued (the write that follows moves the next deadline on).
+    fn on_deadline(&mut self, connect_deadline: Instant) -> Option<End> {
+        let now = Instant::now();
+        if !self.connected {
+            if now < connect_deadline {
+                return None;
+            }
+            self.broker.metrics.closed(CloseReason::ConnectTimeout);
+            let ms = u128::from(self.broker.config.server.connect_timeout_ms);
+            return Some(End::Error(ProtocolError::ConnectTimeout(ms), None));
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            self.broker.metrics.closed(CloseReason::TokenExpired);
+            return Some(End::Error(ProtocolError::TokenExpired, None));
+        }
+        if let Some(limit) = self.heartbeat.receive_timeout
+            && now >= self.last_read + limit
+        {
+            self.broker.metrics.closed(CloseReason::HeartbeatTimeout);
+            return Some(End::Error(
+                ProtocolError::HeartbeatTimeout(limit.as_millis()),
+                None,
+            ));
+        }
+        if let Some(every) = self.heartbeat.send_every
+            && now >= self.last_write + every
+        {
+            self.pending.push(WireFrame::heartbeat());
+        }
+        None
     }
 
     /// Decodes and handles every complete frame in the read buffer.

@@ -3,7 +3,7 @@
 //! Owned by the session task alone, so none of it needs a lock. Keys only grow, so a delivery
 //! still queued for an unsubscribed subscription can never land on a newer one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,23 +75,24 @@ pub struct Subscription {
     pub unacked: VecDeque<Unacked>,
 }
 
-/// All of a session's subscriptions.
+/// All of a session's subscriptions, in a vector sorted by key (keys only grow, so pushing
+/// keeps it sorted). Most connections hold a handful; a vector costs a fraction of a hash map
+/// per idle connection, finds a key by binary search and an id by a short scan.
 #[derive(Debug, Default)]
 pub struct Subscriptions {
-    by_key: HashMap<u32, Subscription>,
-    by_id: HashMap<Bytes, u32>,
+    list: Vec<(u32, Subscription)>,
     next_key: u32,
 }
 
 impl Subscriptions {
     /// Number of live subscriptions.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.list.len()
     }
 
     /// Whether `id` is in use.
     pub fn contains_id(&self, id: &[u8]) -> bool {
-        self.by_id.contains_key(id)
+        self.key_of(id).is_some()
     }
 
     /// The key the next subscription will get.
@@ -103,24 +104,28 @@ impl Subscriptions {
     pub fn insert(&mut self, sub: Subscription) -> u32 {
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
-        self.by_id.insert(sub.id.clone(), key);
-        self.by_key.insert(key, sub);
+        self.list.push((key, sub));
         key
+    }
+
+    fn position(&self, key: u32) -> Option<usize> {
+        self.list.binary_search_by_key(&key, |(k, _)| *k).ok()
     }
 
     /// Looks up by key.
     pub fn get_mut(&mut self, key: u32) -> Option<&mut Subscription> {
-        self.by_key.get_mut(&key)
+        let i = self.position(key)?;
+        self.list.get_mut(i).map(|(_, s)| s)
     }
 
     /// Looks up the key of a client id.
     pub fn key_of(&self, id: &[u8]) -> Option<u32> {
-        self.by_id.get(id).copied()
+        self.list.iter().find(|(_, s)| s.id == id).map(|(k, _)| *k)
     }
 
     /// Finds the key of the subscription to `destination` (STOMP 1.0 UNSUBSCRIBE by destination).
     pub fn key_of_destination(&self, destination: &str) -> Option<u32> {
-        self.by_key
+        self.list
             .iter()
             .find(|(_, s)| s.destination == destination)
             .map(|(k, _)| *k)
@@ -128,30 +133,27 @@ impl Subscriptions {
 
     /// Removes by key.
     pub fn remove(&mut self, key: u32) -> Option<Subscription> {
-        let sub = self.by_key.remove(&key)?;
-        self.by_id.remove(&sub.id);
-        Some(sub)
+        let i = self.position(key)?;
+        Some(self.list.remove(i).1)
     }
 
     /// Finds an unacknowledged delivery by message id, within one subscription or all of them
     /// (STOMP 1.0 and 1.1 acknowledge by `message-id`).
     pub fn find_message(&self, message_id: &[u8], within: Option<u32>) -> Option<(u32, u64)> {
-        let search = |key: u32, s: &Subscription| {
-            s.unacked
-                .iter()
-                .find(|u| u.msg.prepared.message_id() == message_id)
-                .map(|u| (key, u.seq))
-        };
-        match within {
-            Some(key) => self.by_key.get(&key).and_then(|s| search(key, s)),
-            None => self.by_key.iter().find_map(|(k, s)| search(*k, s)),
-        }
+        self.list
+            .iter()
+            .filter(|(k, _)| within.is_none_or(|w| w == *k))
+            .find_map(|(k, s)| {
+                s.unacked
+                    .iter()
+                    .find(|u| u.msg.prepared.message_id() == message_id)
+                    .map(|u| (*k, u.seq))
+            })
     }
 
     /// Takes every subscription out, for cleanup.
     pub fn drain(&mut self) -> impl Iterator<Item = (u32, Subscription)> + '_ {
-        self.by_id.clear();
-        self.by_key.drain()
+        self.list.drain(..)
     }
 }
 
