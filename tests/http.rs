@@ -12,6 +12,12 @@ async fn healthz_metrics_and_not_found() {
     assert_eq!(status, 200);
     assert!(text.ends_with("ok\n"));
 
+    // Sessions add their frame counts to the shared metrics in batches, within 100 ms.
+    eventually("the CONNECT is counted", || async {
+        let (_, text) = http_get(server.http_addr(), "/metrics", "").await;
+        text.contains("stompbox_frames_sent_total{command=\"CONNECTED\"} 1")
+    })
+    .await;
     let (status, text) = http_get(server.http_addr(), "/metrics", "").await;
     assert_eq!(status, 200);
     for name in [

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use stomp_codec::{Delivery as WireDelivery, Headers, Version};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,8 +14,8 @@ use crate::app::{AppRouter, Backend};
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
 use crate::message::{MessageIds, Published};
-use crate::metrics::{DropReason, Metrics};
-use crate::outbox::{Delivery, Outbound, PushError};
+use crate::metrics::{DropReason, LocalCounters, Metrics};
+use crate::outbox::{Delivery, Outbound, Outbox, PushError};
 use crate::queue::Queues;
 use crate::registry::{ConnId, Registry, Subscriber};
 use crate::router::{Route, Router};
@@ -66,6 +67,8 @@ pub struct Broker {
     pub auth: Authenticator,
     ids: MessageIds,
     next_conn: AtomicU64,
+    /// Every live session's outbox, so shutdown can reach them all.
+    sessions: DashMap<ConnId, Arc<Outbox>>,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -101,6 +104,7 @@ impl Broker {
             metrics: Metrics::new(),
             ids: MessageIds::new(),
             next_conn: AtomicU64::new(1),
+            sessions: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         }))
@@ -109,6 +113,28 @@ impl Broker {
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records a live session. A session that starts while the broker is shutting down is
+    /// told to stop at once.
+    pub(crate) fn register_session(&self, conn: ConnId, outbox: &Arc<Outbox>) {
+        self.sessions.insert(conn, Arc::clone(outbox));
+        if self.shutdown.is_cancelled() {
+            outbox.stop();
+        }
+    }
+
+    /// Forgets a session that ended.
+    pub(crate) fn unregister_session(&self, conn: ConnId) {
+        self.sessions.remove(&conn);
+    }
+
+    /// Starts shutting down: listeners stop accepting and every session flushes and closes.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        for entry in self.sessions.iter() {
+            entry.value().stop();
+        }
     }
 
     /// A fresh, unique message id.
@@ -124,19 +150,53 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
-        let rule = match self.router.route(destination) {
+        let outcome =
+            self.publish_routed(self.router.route(destination), destination, headers, body)?;
+        self.metrics.published.inc();
+        self.metrics.delivered.inc_by(outcome.delivered as u64);
+        Ok(outcome)
+    }
+
+    /// As `publish`, counting into a session's private tally instead of the shared counters,
+    /// which the session adds up in batches (see `LocalCounters`).
+    /// `route` is `self.router.route(destination)`, already computed by the caller.
+    pub(crate) fn publish_counted(
+        &self,
+        route: Route<'_>,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+        counters: &mut LocalCounters,
+    ) -> Result<PublishOutcome, PublishError> {
+        let outcome = self.publish_routed(route, destination, headers, body)?;
+        counters.published(outcome.delivered);
+        Ok(outcome)
+    }
+
+    fn publish_routed(
+        &self,
+        route: Route<'_>,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<PublishOutcome, PublishError> {
+        let rule = match route {
             Route::Broker(rule) => rule,
             Route::User { rest } => {
                 let (user, rest) =
                     split_user(rest).ok_or_else(|| PublishError::NoUser(destination.to_owned()))?;
-                return self.publish_to_user(&user, rest, headers, body);
+                return self.owner_publish(Owner::User(&user), rest, headers, body);
             }
             Route::App { .. } => return Err(PublishError::AppDestination(destination.to_owned())),
             Route::Unserved => return Err(PublishError::Unserved(destination.to_owned())),
         };
-        let id = self.ids.next();
-        let msg = Arc::new(Published::from_send(destination, &id, headers, body));
-        self.metrics.published.inc();
+        let id = self.ids.next_id();
+        let msg = Arc::new(Published::from_send(
+            destination,
+            id.as_str(),
+            headers,
+            body,
+        ));
         let outcome = match rule.mode {
             DestinationMode::Queue => {
                 let q = self.queues.get_or_create(destination, rule.max_pending);
@@ -151,7 +211,6 @@ impl Broker {
             }
             DestinationMode::Broadcast => self.fan_out(destination, &msg, rule.slow_consumer),
         };
-        self.metrics.delivered.inc_by(outcome.delivered as u64);
         Ok(outcome)
     }
 
@@ -175,6 +234,19 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
+        let outcome = self.owner_publish(owner, destination, headers, body)?;
+        self.metrics.published.inc();
+        self.metrics.delivered.inc_by(outcome.delivered as u64);
+        Ok(outcome)
+    }
+
+    fn owner_publish(
+        &self,
+        owner: Owner<'_>,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<PublishOutcome, PublishError> {
         let user = owner.name();
         let Route::Broker(rule) = self.router.route_broker(destination) else {
             return Err(PublishError::Unserved(format!(
@@ -182,13 +254,10 @@ impl Broker {
                 self.router.user_prefix()
             )));
         };
-        let id = self.ids.next();
+        let id = self.ids.next_id();
         let shown = format!("{}{destination}", self.router.user_prefix());
-        let msg = Arc::new(Published::from_send(&shown, &id, headers, body));
-        self.metrics.published.inc();
-        let outcome = self.fan_out(&user_key(owner, destination), &msg, rule.slow_consumer);
-        self.metrics.delivered.inc_by(outcome.delivered as u64);
-        Ok(outcome)
+        let msg = Arc::new(Published::from_send(&shown, id.as_str(), headers, body));
+        Ok(self.fan_out(&user_key(owner, destination), &msg, rule.slow_consumer))
     }
 
     /// Hands `msg` to every matching broadcast subscription without waiting on any of them.
@@ -305,7 +374,10 @@ fn deliver_with_credit(sub: &Subscriber, msg: &Arc<Published>) -> Result<(), Pus
 /// a handful of frames and shares each of them.
 #[derive(Default)]
 struct SharedFrames {
-    frames: Vec<(Version, Bytes, WireFrame)>,
+    /// The first encoding, kept inline: the common case (every subscriber `sub-0`, all on one
+    /// version) then allocates nothing beyond the frame itself.
+    first: Option<(Version, Bytes, WireFrame)>,
+    more: Vec<(Version, Bytes, WireFrame)>,
 }
 
 impl SharedFrames {
@@ -314,11 +386,8 @@ impl SharedFrames {
     const MAX: usize = 16;
 
     fn get(&mut self, sub: &Subscriber, msg: &Published) -> WireFrame {
-        if let Some((_, _, f)) = self
-            .frames
-            .iter()
-            .find(|(v, id, _)| *v == sub.version && *id == sub.id)
-        {
+        let same = |(v, id, _): &&(Version, Bytes, WireFrame)| *v == sub.version && *id == sub.id;
+        if let Some((_, _, f)) = self.first.iter().chain(self.more.iter()).find(same) {
             return f.clone();
         }
         let frame = msg.encode(
@@ -328,9 +397,10 @@ impl SharedFrames {
                 ..WireDelivery::default()
             },
         );
-        if self.frames.len() < Self::MAX {
-            self.frames
-                .push((sub.version, sub.id.clone(), frame.clone()));
+        if self.first.is_none() {
+            self.first = Some((sub.version, sub.id.clone(), frame.clone()));
+        } else if self.more.len() < Self::MAX {
+            self.more.push((sub.version, sub.id.clone(), frame.clone()));
         }
         frame
     }

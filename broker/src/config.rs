@@ -292,7 +292,7 @@ impl Default for WebSocketConfig {
     fn default() -> Self {
         Self {
             max_message_size: 0,
-            read_buffer_size: 1024,
+            read_buffer_size: 2048,
         }
     }
 }

@@ -290,31 +290,59 @@ pub struct LocalCounters {
     frames_out: [u64; 15],
     bytes_in: u64,
     bytes_out: u64,
+    published: u64,
+    delivered: u64,
+    dirty: bool,
 }
 
 impl LocalCounters {
     /// One frame received.
     pub fn frame_in(&mut self, c: Command) {
         self.frames_in[command_index(c)] += 1;
+        self.dirty = true;
     }
 
     /// One frame sent.
     pub fn frame_out(&mut self, c: Command) {
         self.frames_out[command_index(c)] += 1;
+        self.dirty = true;
     }
 
     /// Bytes received.
     pub fn bytes_in(&mut self, n: usize) {
         self.bytes_in += n as u64;
+        self.dirty = true;
     }
 
     /// Bytes sent.
     pub fn bytes_out(&mut self, n: usize) {
         self.bytes_out += n as u64;
+        self.dirty = true;
+    }
+
+    /// One message published, delivered to `delivered` subscribers.
+    pub fn published(&mut self, delivered: usize) {
+        self.published += 1;
+        self.delivered += delivered as u64;
+        self.dirty = true;
+    }
+
+    /// Whether anything was counted since the last flush.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Adds the tally to `m` and resets it.
     pub fn flush(&mut self, m: &Metrics) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        if self.published > 0 {
+            m.published.inc_by(std::mem::take(&mut self.published));
+        }
+        if self.delivered > 0 {
+            m.delivered.inc_by(std::mem::take(&mut self.delivered));
+        }
         for (i, n) in self.frames_in.iter_mut().enumerate() {
             if *n > 0 {
                 m.frames_in[i].inc_by(*n);

@@ -8,9 +8,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use crate::message::Published;
 use crate::queue::Queue;
@@ -55,13 +56,23 @@ struct State {
     closed: bool,
 }
 
+/// Signal bit: frames are waiting.
+pub const ITEMS: u8 = 1;
+/// Signal bit: the slow-consumer policy disconnects this connection.
+pub const KILL: u8 = 2;
+/// Signal bit: the broker is shutting down.
+pub const STOP: u8 = 4;
+
 /// The outbox. Shared between the session (consumer) and every publisher (producers).
+///
+/// Everything that should wake the session (frames waiting, a slow-consumer kill, shutdown) is
+/// a bit in one atomic plus one `AtomicWaker`: waiting costs no lock and no shared state, so a
+/// busy session polls it for the price of two atomic operations.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
-    killed: AtomicBool,
-    kill: Notify,
+    signal: AtomicU8,
+    waker: AtomicWaker,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -71,9 +82,8 @@ impl Outbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
-            killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            signal: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
             max_messages,
             max_bytes,
         }
@@ -114,9 +124,14 @@ impl Outbox {
             st.bytes += size;
         }
         if was_empty {
-            self.ready.notify_one();
+            self.raise(ITEMS);
         }
         Ok(())
+    }
+
+    fn raise(&self, bits: u8) {
+        self.signal.fetch_or(bits, Ordering::AcqRel);
+        self.waker.wake();
     }
 
     /// Moves everything queued into `into` (which should be empty) in one swap.
@@ -124,31 +139,39 @@ impl Outbox {
         let mut st = self.lock();
         std::mem::swap(&mut st.items, into);
         st.bytes = 0;
+        // Cleared under the lock: a push after this sees an empty queue and raises it again.
+        self.signal.fetch_and(!ITEMS, Ordering::AcqRel);
     }
 
-    /// Waits until something was pushed since the last `take`. Cancel-safe.
-    pub async fn ready(&self) {
-        self.ready.notified().await;
+    /// Waits until one of the `mask` bits is raised; returns all raised bits. Cancel-safe.
+    pub async fn wait(&self, mask: u8) -> u8 {
+        std::future::poll_fn(|cx| self.poll_signal(cx, mask)).await
+    }
+
+    fn poll_signal(&self, cx: &mut Context<'_>, mask: u8) -> Poll<u8> {
+        // Register first, then check: a raise in between still wakes us.
+        self.waker.register(cx.waker());
+        let bits = self.signal.load(Ordering::Acquire);
+        if bits & mask != 0 {
+            Poll::Ready(bits)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Marks the connection for disconnection as a slow consumer.
     pub fn kill(&self) {
-        if !self.killed.swap(true, Ordering::AcqRel) {
-            self.kill.notify_one();
-        }
+        self.raise(KILL);
+    }
+
+    /// Asks the session to flush and close: the broker is shutting down.
+    pub fn stop(&self) {
+        self.raise(STOP);
     }
 
     /// Whether `kill` was called.
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
-    }
-
-    /// Waits until `kill` is called. Cancel-safe.
-    pub async fn killed(&self) {
-        if self.is_killed() {
-            return;
-        }
-        self.kill.notified().await;
+        self.signal.load(Ordering::Acquire) & KILL != 0
     }
 
     /// Refuses every later push and returns what was still queued.

@@ -93,7 +93,7 @@ impl Server {
     /// for them up to `server.shutdown_grace_ms`. Returns whether everything closed in time.
     pub async fn shutdown(self) -> bool {
         let grace = Duration::from_millis(self.broker.config.server.shutdown_grace_ms);
-        self.broker.shutdown.cancel();
+        self.broker.begin_shutdown();
         self.broker.tracker.close();
         let done = tokio::time::timeout(grace, self.broker.tracker.wait())
             .await

@@ -36,23 +36,35 @@ pub struct Delivery<'a> {
 /// `Send + Sync`, so it can be shared via `Arc` between session tasks.
 #[derive(Debug)]
 pub struct PreparedMessage {
-    /// Raw (unescaped) destination, message id and user headers, back to back; the
-    /// ranges below point into it. One allocation instead of one per field.
-    raw: Bytes,
+    /// The shared block escaped for 1.2: `destination`, `message-id`, user headers,
+    /// `content-length` (non-empty body only) and the blank line. Built in one pass and one
+    /// allocation.
+    block_v12: Bytes,
+    /// Where the destination and message id sit in `block_v12`; when nothing needed
+    /// escaping (the usual case) the escaped text is the raw text, so the accessors read it
+    /// from there and no raw copy is kept.
     destination: Range<usize>,
     message_id: Range<usize>,
-    headers: Vec<(Range<usize>, Range<usize>)>,
+    /// The raw fields, kept only when escaping changed something.
+    raw: Option<Raw>,
     body: Bytes,
-    /// The shared block escaped for 1.2: `destination`, `message-id`, user headers,
-    /// `content-length` (non-empty body only) and the blank line.
-    block_v12: Bytes,
     /// The 1.1 block, built on first use if it differs from the 1.2 one (only when a
     /// shared field contains `\r`, which 1.1 cannot escape).
     block_v11: OnceLock<Bytes>,
     /// The 1.0 block, built on first use if it differs (any field needing escapes).
     block_v10: OnceLock<Bytes>,
-    v11_differs: bool,
-    v10_differs: bool,
+}
+
+/// Unescaped destination, message id and user headers, back to back, for the rare message
+/// whose shared fields needed escaping.
+#[derive(Debug)]
+struct Raw {
+    bytes: Bytes,
+    destination: Range<usize>,
+    message_id: Range<usize>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    /// A `\r` somewhere: the 1.1 block differs from the 1.2 one.
+    has_cr: bool,
 }
 
 impl PreparedMessage {
@@ -61,54 +73,68 @@ impl PreparedMessage {
     /// `headers` are the user headers to pass through in order; the caller has already
     /// removed `destination`, `message-id`, `subscription`, `ack`, `receipt`,
     /// `transaction` and `content-length`. `content-type` passes through as an ordinary
-    /// header.
-    pub fn new<'h>(
-        destination: &[u8],
-        message_id: &[u8],
-        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
-        body: Bytes,
-    ) -> Self {
-        let mut raw = BytesMut::with_capacity(destination.len() + message_id.len() + 128);
-        let push = |raw: &mut BytesMut, b: &[u8]| {
-            let start = raw.len();
-            raw.extend_from_slice(b);
-            start..raw.len()
+    /// header. The iterator is walked a second time only if some field needs escaping.
+    pub fn new<'h, I>(destination: &[u8], message_id: &[u8], headers: I, body: Bytes) -> Self
+    where
+        I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        I::IntoIter: Clone,
+    {
+        let headers = headers.into_iter();
+        let mut out = BytesMut::with_capacity(destination.len() + message_id.len() + 160);
+        let mut escaped = false;
+        let mut put = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
+            let before = out.len();
+            escape_into(name, Escaping::V12, out);
+            out.put_u8(b':');
+            let start = out.len();
+            escape_into(value, Escaping::V12, out);
+            let end = out.len();
+            out.put_u8(b'\n');
+            // 1.2 escaping only ever lengthens: same length means nothing was escaped.
+            escaped |= end - before != name.len() + 1 + value.len();
+            start..end
         };
-        let destination = push(&mut raw, destination);
-        let message_id = push(&mut raw, message_id);
-        let headers: Vec<_> = headers
-            .into_iter()
-            .map(|(n, v)| (push(&mut raw, n), push(&mut raw, v)))
-            .collect();
-        let raw = raw.freeze();
-        let v11_differs = raw.contains(&b'\r');
-        let v10_differs = raw
-            .iter()
-            .any(|b| matches!(b, b'\\' | b'\n' | b':' | b'\r'));
-        let mut message = Self {
+        let dest_range = put(&mut out, b"destination", destination);
+        let id_range = put(&mut out, b"message-id", message_id);
+        for (n, v) in headers.clone() {
+            put(&mut out, n, v);
+        }
+        if !body.is_empty() {
+            put_content_length(body.len(), &mut out);
+        }
+        out.put_u8(b'\n');
+        let raw = escaped.then(|| Raw::new(destination, message_id, headers));
+        Self {
+            block_v12: out.freeze(),
+            destination: dest_range,
+            message_id: id_range,
             raw,
-            destination,
-            message_id,
-            headers,
             body,
-            block_v12: Bytes::new(),
             block_v11: OnceLock::new(),
             block_v10: OnceLock::new(),
-            v11_differs,
-            v10_differs,
-        };
-        message.block_v12 = message.build_block(Escaping::V12);
-        message
+        }
     }
 
     /// The destination, unescaped.
     pub fn destination(&self) -> &[u8] {
-        self.field(&self.destination)
+        match &self.raw {
+            Some(r) => r.field(&r.destination),
+            None => self
+                .block_v12
+                .get(self.destination.clone())
+                .unwrap_or_default(),
+        }
     }
 
     /// The message id, unescaped.
     pub fn message_id(&self) -> &[u8] {
-        self.field(&self.message_id)
+        match &self.raw {
+            Some(r) => r.field(&r.message_id),
+            None => self
+                .block_v12
+                .get(self.message_id.clone())
+                .unwrap_or_default(),
+        }
     }
 
     /// The body (shared, never copied by this type).
@@ -118,10 +144,30 @@ impl PreparedMessage {
 
     /// A passed-through user header (e.g. `content-type`); the first occurrence wins.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| self.field(n) == name.as_bytes())
-            .map(|(_, v)| self.field(v))
+        match &self.raw {
+            Some(r) => r
+                .headers
+                .iter()
+                .find(|(n, _)| r.field(n) == name.as_bytes())
+                .map(|(_, v)| r.field(v)),
+            None => {
+                // Unescaped block: the header lines after destination and message-id, up to
+                // the blank line, read as they are.
+                let start = self.message_id.end + 1;
+                self.block_v12
+                    .get(start..)
+                    .unwrap_or_default()
+                    .split(|&b| b == b'\n')
+                    .take_while(|line| !line.is_empty())
+                    .filter_map(|line| {
+                        let colon = line.iter().position(|&b| b == b':')?;
+                        let (n, v) = line.split_at(colon);
+                        Some((n, v.get(1..).unwrap_or_default()))
+                    })
+                    .find(|(n, _)| *n == name.as_bytes())
+                    .map(|(_, v)| v)
+            }
+        }
     }
 
     /// Upper bound of the encoded size of a delivery, for `reserve` and byte
@@ -182,39 +228,70 @@ impl PreparedMessage {
         out.freeze()
     }
 
-    fn field(&self, r: &Range<usize>) -> &[u8] {
-        self.raw.get(r.clone()).unwrap_or_default()
-    }
-
     /// The shared block for `version`, building the 1.1 / 1.0 variant on first use.
     fn block(&self, version: Version) -> &[u8] {
+        let Some(raw) = &self.raw else {
+            // Nothing needed escaping: one block serves every version.
+            return &self.block_v12;
+        };
         match version {
             Version::V1_2 => &self.block_v12,
-            Version::V1_1 if self.v11_differs => self
+            Version::V1_1 if raw.has_cr => self
                 .block_v11
-                .get_or_init(|| self.build_block(Escaping::V11)),
-            Version::V1_0 if self.v10_differs => self
+                .get_or_init(|| raw.build_block(Escaping::V11, self.body.len())),
+            Version::V1_1 => &self.block_v12,
+            Version::V1_0 => self
                 .block_v10
-                .get_or_init(|| self.build_block(Escaping::None)),
-            Version::V1_1 | Version::V1_0 => &self.block_v12,
+                .get_or_init(|| raw.build_block(Escaping::None, self.body.len())),
+        }
+    }
+}
+
+impl Raw {
+    fn new<'h>(
+        destination: &[u8],
+        message_id: &[u8],
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    ) -> Self {
+        let mut bytes = BytesMut::new();
+        let mut push = |b: &[u8]| {
+            let start = bytes.len();
+            bytes.extend_from_slice(b);
+            start..bytes.len()
+        };
+        let destination = push(destination);
+        let message_id = push(message_id);
+        let headers = headers.map(|(n, v)| (push(n), push(v))).collect();
+        let bytes = bytes.freeze();
+        let has_cr = bytes.contains(&b'\r');
+        Self {
+            bytes,
+            destination,
+            message_id,
+            headers,
+            has_cr,
         }
     }
 
-    fn build_block(&self, esc: Escaping) -> Bytes {
-        let mut out = BytesMut::with_capacity(2 * self.raw.len() + 64);
+    fn field(&self, r: &Range<usize>) -> &[u8] {
+        self.bytes.get(r.clone()).unwrap_or_default()
+    }
+
+    fn build_block(&self, esc: Escaping, body_len: usize) -> Bytes {
+        let mut out = BytesMut::with_capacity(2 * self.bytes.len() + 64);
         let put = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
             escape_into(name, esc, out);
             out.put_u8(b':');
             escape_into(value, esc, out);
             out.put_u8(b'\n');
         };
-        put(&mut out, b"destination", self.destination());
-        put(&mut out, b"message-id", self.message_id());
+        put(&mut out, b"destination", self.field(&self.destination));
+        put(&mut out, b"message-id", self.field(&self.message_id));
         for (n, v) in &self.headers {
             put(&mut out, self.field(n), self.field(v));
         }
-        if !self.body.is_empty() {
-            put_content_length(self.body.len(), &mut out);
+        if body_len > 0 {
+            put_content_length(body_len, &mut out);
         }
         out.put_u8(b'\n');
         out.freeze()
@@ -284,5 +361,28 @@ mod tests {
             deliver(&m, Version::V1_0, &d),
             b"MESSAGE\nsubscription:s\ndestination:/q\nmessage-id:1\nk:a:b c\n\n\0"
         );
+    }
+
+    #[test]
+    fn accessors_with_and_without_escaping() {
+        let plain = PreparedMessage::new(
+            b"/topic/a",
+            b"m-1",
+            [
+                (&b"content-type"[..], &b"text/plain"[..]),
+                (&b"x"[..], &b"1"[..]),
+            ],
+            Bytes::new(),
+        );
+        assert_eq!(plain.destination(), b"/topic/a");
+        assert_eq!(plain.message_id(), b"m-1");
+        assert_eq!(plain.header("content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(plain.header("x"), Some(&b"1"[..]));
+        assert_eq!(plain.header("y"), None);
+        let escaped =
+            PreparedMessage::new(b"/a:b", b"m\\2", [(&b"k:1"[..], &b"v\n"[..])], Bytes::new());
+        assert_eq!(escaped.destination(), b"/a:b");
+        assert_eq!(escaped.message_id(), b"m\\2");
+        assert_eq!(escaped.header("k:1"), Some(&b"v\n"[..]));
     }
 }

@@ -135,14 +135,19 @@ impl Session {
     }
 
     fn on_send(&mut self, frame: Frame) -> Result {
-        let destination = frame
+        // A cheap clone of the header's bytes, so the frame's headers can move on while the
+        // destination is borrowed (no String per message).
+        let dest_bytes = frame
             .headers
-            .get_str("destination")
-            .ok_or(ProtocolError::missing(Command::Send, "destination"))?
-            .to_owned();
+            .get_bytes("destination")
+            .cloned()
+            .ok_or(ProtocolError::missing(Command::Send, "destination"))?;
+        let destination = std::str::from_utf8(&dest_bytes)
+            .map_err(|_| ProtocolError::invalid("destination", "not UTF-8"))?;
         // Refuse what can never be routed now, even inside a transaction.
-        match self.broker.router.route(&destination) {
-            Route::Unserved => return Err(self.unserved(&destination)),
+        let route = self.broker.router.route(destination);
+        match route {
+            Route::Unserved => return Err(self.unserved(destination)),
             Route::User { rest } if split_user(rest).is_none() => {
                 return Err(ProtocolError::invalid(
                     "destination",
@@ -160,19 +165,26 @@ impl Session {
             return self.tx_push(
                 &tx,
                 TxOp::Send {
-                    destination,
+                    destination: destination.to_owned(),
                     headers: frame.headers,
                     body: frame.body,
                 },
                 size,
             );
         }
-        self.dispatch_send(&destination, frame.headers, frame.body)
+        self.dispatch_send(destination, route, frame.headers, frame.body)
     }
 
-    /// Sends to wherever `destination` routes: an application handler, a user, the broker.
-    fn dispatch_send(&mut self, destination: &str, headers: Headers, body: Bytes) -> Result {
-        match self.broker.router.route(destination) {
+    /// Sends to wherever `destination` routes (`route`, computed once by the caller): an
+    /// application handler, a user, the broker.
+    fn dispatch_send(
+        &mut self,
+        destination: &str,
+        route: Route<'_>,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result {
+        match route {
             Route::App { lookup } => {
                 let Some((target, captures)) = self.broker.app.find(RouteOn::Send, lookup) else {
                     self.broker.metrics.app_unhandled.inc();
@@ -188,7 +200,13 @@ impl Session {
             }
             _ => {
                 // Checked on arrival, and routes do not change at run time.
-                let _ = self.broker.publish(destination, &headers, body);
+                let _ = self.broker.publish_counted(
+                    route,
+                    destination,
+                    &headers,
+                    body,
+                    &mut self.counters,
+                );
                 Ok(())
             }
         }
@@ -506,7 +524,10 @@ impl Session {
                     destination,
                     headers,
                     body,
-                } => self.dispatch_send(&destination, headers, body)?,
+                } => {
+                    let route = self.broker.router.route(&destination);
+                    self.dispatch_send(&destination, route, headers, body)?;
+                }
                 TxOp::Ack(f) | TxOp::Nack(f) => self.apply_ack(&f),
             }
         }

@@ -30,10 +30,13 @@ use subscriptions::Subscriptions;
 
 use crate::broker::Broker;
 use crate::metrics::{CloseReason, LocalCounters};
-use crate::outbox::{Outbound, Outbox};
+use crate::outbox::{ITEMS, KILL, Outbound, Outbox, STOP};
 use crate::registry::ConnId;
 use crate::transport::{Closing, Transport, TransportError};
 use crate::wire::WireFrame;
+
+/// How often a busy session adds its counters to the shared metrics.
+const METRICS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long the broker tries to deliver a final ERROR frame before closing regardless.
 const ERROR_WRITE_DEADLINE: Duration = Duration::from_secs(2);
@@ -85,6 +88,8 @@ struct Session {
     expires_at: Option<Instant>,
     /// Runs this connection's application handlers, started on first use.
     app_worker: Option<crate::app::worker::Worker>,
+    /// When the counters are next added to the shared metrics.
+    counters_due: Option<Instant>,
 }
 
 /// Runs a session over `transport` until it ends, then releases everything it held.
@@ -133,11 +138,14 @@ pub async fn run(
         identity: OwnerName::Session(Arc::from(format!("s{conn}").as_str())),
         expires_at: None,
         app_worker: None,
+        counters_due: None,
     };
+    broker.register_session(conn, &session.outbox);
     let end = session.serve(&mut transport).await;
     // Boxed for the same reason: only ever run once, at the end.
     Box::pin(session.finish(&mut transport, end)).await;
     session.release();
+    broker.unregister_session(conn);
     session.counters.flush(&broker.metrics);
     broker.metrics.connections.dec();
     debug!(conn, %peer, "session closed");
@@ -147,7 +155,8 @@ impl Session {
     /// The main loop. Returns why the session ends; `finish` does the closing writes.
     async fn serve(&mut self, t: &mut Transport) -> End {
         let cfg = Arc::clone(&self.broker.config);
-        let shutdown = self.broker.shutdown.clone();
+        // For use while `self` is mutably borrowed by a pending write.
+        let broker = Arc::clone(&self.broker);
         let outbox = Arc::clone(&self.outbox);
         let connect_deadline =
             Instant::now() + Duration::from_millis(cfg.server.connect_timeout_ms);
@@ -164,15 +173,17 @@ impl Session {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    self.take_outbox();
-                    return End::Shutdown;
-                }
-                _ = outbox.killed() => {
-                    self.broker.metrics.closed(CloseReason::SlowConsumer);
-                    return End::Error(ProtocolError::SlowConsumer, None);
-                }
-                _ = outbox.ready() => {
+                // Frames waiting, a slow-consumer kill and shutdown all arrive through the
+                // outbox's signal: one lock-free wait per turn of the loop.
+                bits = outbox.wait(ITEMS | KILL | STOP) => {
+                    if bits & STOP != 0 {
+                        self.take_outbox();
+                        return End::Shutdown;
+                    }
+                    if bits & KILL != 0 {
+                        self.broker.metrics.closed(CloseReason::SlowConsumer);
+                        return End::Error(ProtocolError::SlowConsumer, None);
+                    }
                     self.take_outbox();
                 }
                 r = t.recv_into(&mut self.read_buf) => {
@@ -215,24 +226,57 @@ impl Session {
             }
             if !self.pending.is_empty() {
                 let write_timeout = Duration::from_millis(cfg.server.write_timeout_ms);
-                tokio::select! {
-                    r = timeout(write_timeout, self.write_pending(t)) => match r {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return End::Gone,
-                        Err(_) => {
-                            self.broker.metrics.closed(CloseReason::WriteTimeout);
-                            return End::Gone;
+                let write = self.write_pending(t);
+                tokio::pin!(write);
+                // Most writes complete at once (the socket has room). Only a write that has to
+                // wait gets a deadline, so the common case registers no timer.
+                let first = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+                    std::task::Poll::Pending => std::task::Poll::Ready(None),
+                })
+                .await;
+                let result = match first {
+                    Some(r) => Ok(r),
+                    None => {
+                        tokio::select! {
+                            r = timeout(write_timeout, &mut write) => r,
+                            _ = outbox.wait(KILL) => {
+                                // Blocked writing to a client that does not read: no ERROR can
+                                // get through, so drop it.
+                                broker.metrics.closed(CloseReason::SlowConsumer);
+                                return End::Gone;
+                            }
                         }
-                    },
-                    _ = outbox.killed() => {
-                        // Blocked writing to a client that does not read: no ERROR can get
-                        // through, so drop it.
-                        self.broker.metrics.closed(CloseReason::SlowConsumer);
+                    }
+                };
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return End::Gone,
+                    Err(_) => {
+                        broker.metrics.closed(CloseReason::WriteTimeout);
                         return End::Gone;
                     }
                 }
             }
-            self.counters.flush(&self.broker.metrics);
+            self.tally();
+        }
+    }
+
+    /// Adds the session's counters to the shared metrics at most every `METRICS_EVERY`, so the
+    /// hot path does not bounce shared cache lines between cores per message. A session that
+    /// goes quiet is flushed by its deadline timer.
+    fn tally(&mut self) {
+        if !self.counters.is_dirty() {
+            return;
+        }
+        let now = self.last_read.max(self.last_write);
+        match self.counters_due {
+            None => self.counters_due = Some(now + METRICS_EVERY),
+            Some(due) if now >= due => {
+                self.counters.flush(&self.broker.metrics);
+                self.counters_due = None;
+            }
+            Some(_) => {}
         }
     }
 
@@ -240,10 +284,13 @@ impl Session {
     /// CONNECT; afterwards the next heart-beat to send, the client's heart-beat deadline and
     /// the token's expiry.
     fn next_deadline(&self, connect_deadline: Instant) -> Instant {
+        let flush = self
+            .counters_due
+            .unwrap_or(connect_deadline + Duration::from_secs(86_400 * 365));
         if !self.connected {
-            return connect_deadline;
+            return connect_deadline.min(flush);
         }
-        let mut next = self.last_read + Duration::from_secs(86_400 * 365);
+        let mut next = flush.min(self.last_read + Duration::from_secs(86_400 * 365));
         if let Some(at) = self.expires_at {
             next = next.min(at);
         }
@@ -260,6 +307,10 @@ impl Session {
     /// queued (the write that follows moves the next deadline on).
     fn on_deadline(&mut self, connect_deadline: Instant) -> Option<End> {
         let now = Instant::now();
+        if self.counters_due.is_some_and(|due| now >= due) {
+            self.counters.flush(&self.broker.metrics);
+            self.counters_due = None;
+        }
         if !self.connected {
             if now < connect_deadline {
                 return None;
