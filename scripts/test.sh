@@ -56,6 +56,13 @@ step "stomp.js suite (Node, @stomp/stompjs against the stompbox binary)"
 npm_ready tests/stompjs
 (cd tests/stompjs && STOMPBOX_BIN="$root/target/debug/stompbox" npm test)
 
+step "bench/compare smoke test (debug builds, tiny runs; the real comparison: bench/compare --rabbitmq)"
+need python3 "install Python 3"
+smoke=$(mktemp -d)
+python3 bench/compare --quick --out-md "$smoke/benchmarks.md" --out-svg "$smoke/chart.svg" > "$smoke/out.txt"
+grep -q "| 50 pairs | stompbox |" "$smoke/benchmarks.md" || die "bench/compare wrote no results"
+rm -rf "$smoke"
+
 step "browser test (headless Chromium, the chat example)"
 apt_install chromium
 npm_ready examples/chat/web

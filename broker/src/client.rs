@@ -305,6 +305,15 @@ impl Client {
 
     /// CONNECT with `accept-version:1.2` (unless given), extra headers, and wait for CONNECTED.
     pub async fn connect(&mut self, headers: &[(&str, &str)]) -> Result<Frame> {
+        self.connect_within(headers, Duration::from_secs(5)).await
+    }
+
+    /// As `connect`, waiting up to `wait` for CONNECTED (a broker under load may take longer).
+    pub async fn connect_within(
+        &mut self,
+        headers: &[(&str, &str)],
+        wait: Duration,
+    ) -> Result<Frame> {
         let mut f = Frame::new(Command::Connect);
         if !headers.iter().any(|(n, _)| *n == "accept-version") {
             f = f.header("accept-version", "1.2");
@@ -316,9 +325,7 @@ impl Client {
             f = f.header(n.to_string(), v.to_string());
         }
         self.send(&f).await?;
-        let connected = self
-            .expect(Command::Connected, Duration::from_secs(5))
-            .await?;
+        let connected = self.expect(Command::Connected, wait).await?;
         let v = connected
             .headers
             .get_str("version")

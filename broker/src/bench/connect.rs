@@ -34,7 +34,7 @@ impl Connector {
         if let Some(p) = &self.passcode {
             headers.push(("passcode", p));
         }
-        c.connect(&headers)
+        c.connect_within(&headers, Duration::from_secs(30))
             .await
             .map_err(|e| format!("CONNECT: {e}"))?;
         Ok(c)

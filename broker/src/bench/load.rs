@@ -58,6 +58,9 @@ pub struct Plan {
     pub drain_timeout: Duration,
     /// Print a progress line every second to stderr.
     pub progress: bool,
+    /// The broker's pid, to sample its CPU time around the message phase only (connection
+    /// set-up excluded).
+    pub pid: Option<u32>,
 }
 
 /// What a run measured on the client side.
@@ -79,6 +82,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Publish-to-receive latency, microseconds.
     pub latency: Histogram<u64>,
+    /// The broker's CPU seconds spent from the first publish to the end of the drain.
+    pub server_cpu_s: Option<f64>,
+    /// The broker's resident memory at the end, KiB.
+    pub server_rss_kib: Option<u64>,
 }
 
 struct Shared {
@@ -156,6 +163,7 @@ pub async fn run(connector: &Connector, plan: &Plan) -> Result<Outcome, String> 
         .progress
         .then(|| tokio::spawn(progress_line(Arc::clone(&shared), stop.clone())));
 
+    let cpu_before = plan.pid.and_then(super::procstat::sample);
     let t0 = Instant::now();
     let t0_ns = ns_since(shared.start, t0);
     let mut pub_tasks = Vec::with_capacity(npub);
@@ -193,6 +201,7 @@ pub async fn run(connector: &Connector, plan: &Plan) -> Result<Outcome, String> 
             break;
         }
     }
+    let cpu_after = plan.pid.and_then(super::procstat::sample);
     stop.cancel();
     if let Some(p) = progress {
         let _ = p.await;
@@ -219,6 +228,8 @@ pub async fn run(connector: &Connector, plan: &Plan) -> Result<Outcome, String> 
         reordered,
         elapsed: Duration::from_nanos(last_ns - t0_ns),
         latency,
+        server_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a.cpu_s - b.cpu_s),
+        server_rss_kib: cpu_after.map(|a| a.rss_kib),
     })
 }
 

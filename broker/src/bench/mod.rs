@@ -162,10 +162,8 @@ pub async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
             ..plan_defaults(args, rate)
         },
     };
-    let before = args.pid.and_then(procstat::sample);
     let started = Instant::now();
     let out = load::run(&connector, &plan).await?;
-    let after = args.pid.and_then(procstat::sample);
     let secs = out.elapsed.as_secs_f64().max(1e-9);
     let q = |p: f64| out.latency.value_at_quantile(p);
     let mut result = json!({
@@ -193,13 +191,13 @@ pub async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
             "mean": out.latency.mean(),
         },
     });
-    if let (Some(b), Some(a)) = (before, after) {
-        let cpu = a.cpu_s - b.cpu_s;
+    if let (Some(cpu), Some(rss)) = (out.server_cpu_s, out.server_rss_kib) {
+        // CPU from the first publish to the last delivery: connection set-up is not counted.
         result["server"] = json!({
             "pid": args.pid,
             "cpu_s": cpu,
             "cpu_us_per_delivery": if out.delivered > 0 { cpu * 1e6 / out.delivered as f64 } else { 0.0 },
-            "rss_kib": a.rss_kib,
+            "rss_kib": rss,
         });
     }
     Ok(result)
@@ -216,5 +214,6 @@ fn plan_defaults(args: &BenchArgs, rate: Option<u64>) -> load::Plan {
         window: args.window.max(1),
         drain_timeout: Duration::from_secs(args.drain_timeout.max(1)),
         progress: !args.quiet,
+        pid: args.pid,
     }
 }
