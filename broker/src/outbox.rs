@@ -169,11 +169,6 @@ impl Outbox {
         self.raise(STOP);
     }
 
-    /// Whether `kill` was called.
-    pub fn is_killed(&self) -> bool {
-        self.signal.load(Ordering::Acquire) & KILL != 0
-    }
-
     /// Refuses every later push and returns what was still queued.
     pub fn close(&self) -> VecDeque<Outbound> {
         let mut st = self.lock();

@@ -178,6 +178,7 @@ pub async fn spawn_backend(
                     seen.lock().unwrap().push(body.clone());
                     let a = answer(&body);
                     if !a.delay.is_zero() {
+                        // The behaviour under test (a slow backend), not synchronisation.
                         tokio::time::sleep(a.delay).await;
                     }
                     let resp = format!(

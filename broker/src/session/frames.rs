@@ -54,12 +54,12 @@ pub(super) struct Transactions {
 type Result<T = ()> = std::result::Result<T, ProtocolError>;
 
 impl Session {
-    /// Handles one frame, then answers its receipt.
-    pub(super) fn handle(&mut self, frame: Frame) -> Result {
+    /// Handles one frame, then answers its `receipt` (looked up once by the caller, which
+    /// also needs it for an ERROR).
+    pub(super) fn handle(&mut self, frame: Frame, receipt: Option<Bytes>) -> Result {
         if !self.connected {
             return Err(ProtocolError::NotConnected(frame.command.as_str()));
         }
-        let receipt = frame.headers.get_bytes("receipt").cloned();
         match frame.command {
             Command::Connect | Command::Stomp => return Err(ProtocolError::AlreadyConnected),
             Command::Send => self.on_send(frame)?,

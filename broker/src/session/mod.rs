@@ -356,7 +356,7 @@ impl Session {
                         break;
                     }
                     let receipt = frame.headers.get_bytes("receipt").cloned();
-                    if let Err(e) = self.handle(frame) {
+                    if let Err(e) = self.handle(frame, receipt.clone()) {
                         self.broker.metrics.closed(CloseReason::ProtocolError);
                         return Err(End::Error(e, receipt));
                     }
