@@ -200,3 +200,74 @@ async fn disconnect_receipt_comes_before_close() {
     assert_eq!(f.headers.get_str("receipt-id"), Some("bye"));
     assert_eq!(c.closed(WAIT).await.unwrap(), Some(1000));
 }
+
+/// Outgoing frames bypass tungstenite's writer, while tungstenite answers pings itself: the two
+/// must never interleave inside a frame. A client pings between messages arriving in bulk and
+/// gets every pong and every MESSAGE intact.
+#[tokio::test]
+async fn websocket_pings_are_answered_between_bulk_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = start(|_| {}).await;
+    let mut req = ws_url(&server).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(
+        "CONNECT\naccept-version:1.2\nhost:x\nheart-beat:0,0\n\n\0",
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(
+        "SUBSCRIBE\nid:0\ndestination:/topic/p\nreceipt:s\n\n\0",
+    ))
+    .await
+    .unwrap();
+    let mut publisher = ws_session(&server).await;
+    const N: usize = 2000;
+    const PINGS: usize = 50;
+    let body = "x".repeat(300);
+    let mut messages = 0;
+    let mut pongs = 0;
+    let mut sent_pings = 0;
+    let mut published = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while messages < N || pongs < PINGS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{messages} messages, {pongs} pongs"
+        );
+        if published < N {
+            for _ in 0..100 {
+                publisher.publish("/topic/p", &body).await.unwrap();
+                published += 1;
+            }
+        }
+        if sent_pings < PINGS {
+            ws.send(Message::Ping(format!("p{sent_pings}").into_bytes().into()))
+                .await
+                .unwrap();
+            sent_pings += 1;
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("broker went quiet")
+            .expect("stream ended")
+            .expect("a well-formed WebSocket frame");
+        match msg {
+            Message::Pong(p) => {
+                assert_eq!(p, format!("p{pongs}").into_bytes());
+                pongs += 1;
+            }
+            Message::Text(t) if t.starts_with("MESSAGE\n") => {
+                assert!(t.ends_with(&format!("\n\n{body}\0")), "intact frame: {t:?}");
+                messages += 1;
+            }
+            Message::Text(t) if t.starts_with("CONNECTED\n") || t.starts_with("RECEIPT\n") => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(messages, N);
+}

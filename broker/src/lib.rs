@@ -33,6 +33,7 @@ mod static_files;
 pub mod telemetry;
 pub mod transport;
 pub mod wire;
+mod write_queue;
 
 pub use app::{AppContext, AppMessage, AppRouter, Payload, Reply};
 pub use broker::Broker;

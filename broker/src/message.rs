@@ -50,9 +50,10 @@ impl Published {
 
     /// Encodes one delivery into a fresh frame.
     pub fn encode(&self, version: Version, d: &WireDelivery<'_>) -> WireFrame {
-        let mut out = bytes::BytesMut::with_capacity(self.prepared.encoded_len(d));
-        self.prepared.encode_delivery(version, d, &mut out);
-        WireFrame::new(out.freeze(), self.text)
+        let bytes = self.prepared.delivery_frame(version, d);
+        // The headers are UTF-8 (the decoder checked every one) and `self.text` already says
+        // whether the body is: no need to check the whole frame again.
+        WireFrame::with_kind(bytes, self.text)
     }
 
     /// Size to account for in an outbox before encoding.

@@ -2,8 +2,11 @@
 //!
 //! Both expose the same four operations. `recv_into` appends inbound bytes to the session's
 //! read buffer (WebSocket message boundaries mean nothing to STOMP: a frame may span messages
-//! and a message may hold many frames). `feed` buffers an outgoing frame without writing;
-//! `flush` writes everything fed so far, so a batch of deliveries costs one write.
+//! and a message may hold many frames). `feed` queues an outgoing frame without writing;
+//! `flush` writes everything fed so far, so a batch of deliveries costs one vectored write.
+//! Outgoing data frames bypass tungstenite's writer (see `write_queue`); tungstenite still
+//! reads, answers pings and writes the close frame, and its own buffer is flushed before each
+//! batch so the two writers never interleave inside a frame.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -17,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::wire::WireFrame;
+use crate::write_queue::WriteQueue;
 
 /// A byte stream usable as a raw STOMP transport (TCP, later TLS).
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -49,26 +53,32 @@ pub enum Closing {
     TooBig,
 }
 
-/// A session's transport.
+/// A session's transport: the pipe, and the frames queued for its next flush.
 #[derive(Debug)]
-pub enum Transport {
-    /// STOMP over WebSocket, one frame per message outbound.
+pub struct Transport {
+    pipe: Pipe,
+    out: WriteQueue,
+}
+
+/// The pipe under a transport.
+#[derive(Debug)]
+enum Pipe {
+    /// STOMP over WebSocket, one frame per message outbound; the message size limit.
     WebSocket(Box<WebSocketStream<TokioIo<Upgraded>>>, usize),
     /// STOMP over a byte stream.
     Stream(StreamTransport),
 }
 
 /// STOMP over a raw byte stream.
-pub struct StreamTransport {
+struct StreamTransport {
     io: Box<dyn ByteStream>,
-    write_buf: BytesMut,
     read_chunk: usize,
 }
 
 impl std::fmt::Debug for StreamTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamTransport")
-            .field("buffered", &self.write_buf.len())
+            .field("read_chunk", &self.read_chunk)
             .finish()
     }
 }
@@ -76,27 +86,32 @@ impl std::fmt::Debug for StreamTransport {
 impl Transport {
     /// Wraps an upgraded WebSocket; `limit` is its message size limit, for error reports.
     pub fn websocket(ws: WebSocketStream<TokioIo<Upgraded>>, limit: usize) -> Self {
-        Transport::WebSocket(Box::new(ws), limit)
+        Self {
+            pipe: Pipe::WebSocket(Box::new(ws), limit),
+            out: WriteQueue::default(),
+        }
     }
 
     /// Wraps a byte stream, reading `read_chunk` bytes at a time.
     pub fn stream(io: impl ByteStream, read_chunk: usize) -> Self {
-        Transport::Stream(StreamTransport {
-            io: Box::new(io),
-            write_buf: BytesMut::new(),
-            read_chunk,
-        })
+        Self {
+            pipe: Pipe::Stream(StreamTransport {
+                io: Box::new(io),
+                read_chunk,
+            }),
+            out: WriteQueue::default(),
+        }
     }
 
     /// Whether this is a WebSocket.
     pub fn is_websocket(&self) -> bool {
-        matches!(self, Transport::WebSocket(..))
+        matches!(self.pipe, Pipe::WebSocket(..))
     }
 
     /// Appends the next inbound bytes to `buf`. `Ok(0)` means the peer closed. Cancel-safe.
     pub async fn recv_into(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
-        match self {
-            Transport::WebSocket(ws, limit) => loop {
+        match &mut self.pipe {
+            Pipe::WebSocket(ws, limit) => loop {
                 let payload: Bytes = match ws.next().await {
                     None => return Ok(0),
                     Some(Ok(Message::Text(t))) => t.into(),
@@ -128,7 +143,7 @@ impl Transport {
                 }
                 return Ok(n);
             },
-            Transport::Stream(s) => {
+            Pipe::Stream(s) => {
                 buf.reserve(s.read_chunk);
                 s.io.read_buf(buf)
                     .await
@@ -137,37 +152,30 @@ impl Transport {
         }
     }
 
-    /// Buffers a frame for the next flush.
-    pub async fn feed(&mut self, frame: WireFrame) -> Result<(), TransportError> {
-        match self {
-            Transport::WebSocket(ws, _) => ws
-                .feed(frame.into_message())
-                .await
-                .map_err(|e| TransportError::Io(e.to_string())),
-            Transport::Stream(s) => {
-                s.write_buf.extend_from_slice(frame.as_bytes());
-                Ok(())
-            }
-        }
+    /// Queues a frame for the next flush.
+    pub fn feed(&mut self, frame: WireFrame) {
+        let websocket = self.is_websocket();
+        self.out.push(frame, websocket);
     }
 
-    /// Writes everything fed so far.
+    /// Writes everything fed so far. Cancel-safe: an interrupted flush resumes where it
+    /// stopped.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
-        match self {
-            Transport::WebSocket(ws, _) => ws
-                .flush()
-                .await
-                .map_err(|e| TransportError::Io(e.to_string())),
-            Transport::Stream(s) => {
-                if !s.write_buf.is_empty() {
-                    s.io.write_all(&s.write_buf)
+        let io_err = |e: std::io::Error| TransportError::Io(e.to_string());
+        match &mut self.pipe {
+            Pipe::WebSocket(ws, _) => {
+                if !self.out.is_mid_frame() {
+                    // Anything tungstenite queued itself (a pong) goes out first, whole.
+                    ws.flush()
                         .await
                         .map_err(|e| TransportError::Io(e.to_string()))?;
-                    s.write_buf.clear();
                 }
-                s.io.flush()
-                    .await
-                    .map_err(|e| TransportError::Io(e.to_string()))
+                self.out.write_to(ws.get_mut()).await.map_err(io_err)?;
+                ws.get_mut().flush().await.map_err(io_err)
+            }
+            Pipe::Stream(s) => {
+                self.out.write_to(&mut s.io).await.map_err(io_err)?;
+                s.io.flush().await.map_err(io_err)
             }
         }
     }
@@ -179,8 +187,12 @@ impl Transport {
     /// lets that last frame arrive.
     pub async fn close(&mut self, how: Closing) {
         const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-        match self {
-            Transport::WebSocket(ws, _) => {
+        if self.out.is_mid_frame() {
+            // A flush gave up inside a frame: nothing more can be framed on this connection.
+            return;
+        }
+        match &mut self.pipe {
+            Pipe::WebSocket(ws, _) => {
                 let code = match how {
                     Closing::Normal => CloseCode::Normal,
                     Closing::GoingAway => CloseCode::Away,
@@ -199,7 +211,7 @@ impl Transport {
                 })
                 .await;
             }
-            Transport::Stream(s) => {
+            Pipe::Stream(s) => {
                 let _ = s.io.shutdown().await;
                 let mut sink = [0u8; 4096];
                 let _ = tokio::time::timeout(LINGER, async {

@@ -18,7 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::Version;
 use crate::encode::put_content_length;
-use crate::escape::{Escaping, escape_into};
+use crate::escape::{Escaping, escape_into, escaped_len};
 
 /// What differs per delivery of a [`PreparedMessage`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -190,6 +190,10 @@ impl PreparedMessage {
     /// line, the body and the NUL.
     pub fn encode_delivery(&self, version: Version, d: &Delivery<'_>, out: &mut BytesMut) {
         out.reserve(self.encoded_len(d));
+        self.encode_delivery_into(version, d, out);
+    }
+
+    fn encode_delivery_into(&self, version: Version, d: &Delivery<'_>, out: &mut BytesMut) {
         self.encode_delivery_head(version, d, out);
         out.put_slice(&self.body);
         out.put_u8(0);
@@ -219,12 +223,26 @@ impl PreparedMessage {
         out.put_slice(self.block(version));
     }
 
-    /// Encodes one delivery into its own [`Bytes`], sized exactly once. Clone the result
-    /// for byte-identical deliveries (same subscription id, auto ack) instead of
-    /// encoding again.
+    /// The exact encoded size of a delivery for `version`. Costs a scan of the
+    /// per-delivery fields, which `encoded_len` avoids.
+    pub fn exact_len(&self, version: Version, d: &Delivery<'_>) -> usize {
+        let esc = Escaping::for_version(version);
+        let mut len = b"MESSAGE\nsubscription:\n".len() + escaped_len(d.subscription, esc);
+        if let Some(ack) = d.ack {
+            len += b"ack:\n".len() + escaped_len(ack, esc);
+        }
+        for (n, v) in d.extra {
+            len += escaped_len(n, esc) + 1 + escaped_len(v, esc) + 1;
+        }
+        len + self.block(version).len() + self.body.len() + 1
+    }
+
+    /// Encodes one delivery into its own [`Bytes`] in exactly one allocation of exactly
+    /// its size (so turning it into `Bytes` allocates nothing more). Clone the result for
+    /// byte-identical deliveries (same subscription id, auto ack) instead of encoding again.
     pub fn delivery_frame(&self, version: Version, d: &Delivery<'_>) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.encoded_len(d));
-        self.encode_delivery(version, d, &mut out);
+        let mut out = BytesMut::with_capacity(self.exact_len(version, d));
+        self.encode_delivery_into(version, d, &mut out);
         out.freeze()
     }
 
@@ -313,6 +331,7 @@ mod tests {
         let mut out = BytesMut::new();
         m.encode_delivery(v, d, &mut out);
         assert!(out.len() <= m.encoded_len(d));
+        assert_eq!(out.len(), m.exact_len(v, d));
         assert_eq!(m.delivery_frame(v, d), out);
         out.to_vec()
     }

@@ -185,6 +185,7 @@ proptest! {
         }
         prop_assert_eq!(&got, &expected);
         prop_assert!(got.len() <= message.encoded_len(&delivery));
+        prop_assert_eq!(got.len(), message.exact_len(version, &delivery));
         prop_assert_eq!(message.destination(), dest.as_bytes());
         prop_assert_eq!(message.message_id(), id.as_bytes());
     }

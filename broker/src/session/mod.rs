@@ -429,18 +429,10 @@ impl Session {
 
     /// Feeds `pending` to the transport and flushes once.
     async fn write_pending(&mut self, t: &mut Transport) -> Result<(), TransportError> {
-        let mut frames = std::mem::take(&mut self.pending);
-        let mut result = Ok(());
-        for f in frames.drain(..) {
+        for f in self.pending.drain(..) {
             self.counters.bytes_out(f.len());
-            if let Err(e) = t.feed(f).await {
-                result = Err(e);
-                break;
-            }
+            t.feed(f);
         }
-        frames.clear();
-        self.pending = frames;
-        result?;
         t.flush().await?;
         self.last_write = Instant::now();
         Ok(())
