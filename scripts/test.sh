@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test Stompbox has: formatting and lints; the Rust unit, property and end-to-end
-# tests (codec, broker, the binary, the chat example); the stomp.js suite in Node; the browser
-# test in headless Chromium. Installs what they need when it is missing (npm packages with
+# tests (codec, broker, the binary, the chat example); the stomp.js suite in Node; bounded
+# coverage-guided fuzzing of the codec and of sessions; the browser test in headless Chromium. Installs what they need when it is missing (npm packages with
 # `npm ci`; Debian's chromium through apt-get when running as root). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +62,19 @@ smoke=$(mktemp -d)
 python3 bench/compare --quick --out-md "$smoke/benchmarks.md" --out-svg "$smoke/chart.svg" > "$smoke/out.txt"
 grep -q "| 50 pairs | stompbox |" "$smoke/benchmarks.md" || die "bench/compare wrote no results"
 rm -rf "$smoke"
+
+step "cargo fuzz: codec and session targets, ${STOMPBOX_FUZZ_SECS:-20} s each (coverage-guided, no sanitizer)"
+# cargo-fuzz asks for nightly; the stable compiler accepts its flags with RUSTC_BOOTSTRAP=1,
+# and without a sanitizer nothing else needs nightly. Crashes fail the step, and libFuzzer
+# leaves the input in <target>/artifacts/ to reproduce with `cargo fuzz run <target> <file>`.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+fuzz_secs=${STOMPBOX_FUZZ_SECS:-20}
+(cd stomp-codec/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none decode -- \
+  -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 3)
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none session -- \
+  -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 3)
 
 step "browser test (headless Chromium, the chat example)"
 apt_install chromium

@@ -27,6 +27,8 @@ pub struct Identity {
     pub user: Option<String>,
     /// Roles, for authorization.
     pub roles: Vec<String>,
+    /// A token's string claims (and the strings of its array claims), for `claim:` rules.
+    pub claims: Vec<(String, String)>,
     /// When the credential (a token) stops being valid.
     pub expires_at: Option<SystemTime>,
 }
@@ -204,6 +206,7 @@ impl Authenticator {
             Ok(Identity {
                 user: Some(login.to_owned()),
                 roles,
+                claims: Vec::new(),
                 expires_at: None,
             })
         } else {
@@ -240,9 +243,38 @@ impl Authenticator {
         Ok(Identity {
             user: Some(user),
             roles,
+            claims: string_claims(&claims),
             expires_at,
         })
     }
+}
+
+/// Claims kept per connection are bounded: a token is the client's input.
+const MAX_CLAIMS: usize = 64;
+const MAX_CLAIM_LEN: usize = 256;
+
+/// The token's top-level string claims, and each string in its array claims.
+fn string_claims(claims: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(map) = claims.as_object() else {
+        return out;
+    };
+    for (name, value) in map {
+        let values: Vec<&str> = match value {
+            serde_json::Value::String(s) => vec![s.as_str()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
+            _ => continue,
+        };
+        for v in values {
+            if out.len() == MAX_CLAIMS {
+                return out;
+            }
+            if name.len() <= MAX_CLAIM_LEN && v.len() <= MAX_CLAIM_LEN {
+                out.push((name.clone(), v.to_owned()));
+            }
+        }
+    }
+    out
 }
 
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$gizEANV2pZfK36o/SJlmzQ$AyHYcOmvDju1b5wF/AYhRxPi49OYs4V7p0O9xbFj4Gc";

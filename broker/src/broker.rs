@@ -10,6 +10,7 @@ use stomp_codec::{Delivery as WireDelivery, Headers, Version};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::{Access, Action};
 use crate::app::{AppRouter, Backend};
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
@@ -65,6 +66,8 @@ pub struct Broker {
     pub backend: Backend,
     /// Credential checks.
     pub auth: Authenticator,
+    /// Authorization rules.
+    pub access: Access,
     ids: MessageIds,
     next_conn: AtomicU64,
     /// Every live session's outbox, so shutdown can reach them all.
@@ -86,6 +89,12 @@ impl Broker {
     pub fn with_app(config: Config, app: AppRouter) -> Result<Arc<Self>, AuthSetupError> {
         let auth = Authenticator::from_config(&config.auth)?;
         let router = Router::new(&config);
+        // Validation compiled the rules already; should an unvalidated config get here with a
+        // bad rule, fail closed.
+        let access = Access::from_config(&config.access, router.separator()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "access rules unusable; denying everything");
+            Access::deny_all()
+        });
         let registry = Registry::new(router.separator());
         let queues = Queues::new(config.broker.max_pending_total);
         // Validation already compiled every route path, so this cannot fail.
@@ -95,6 +104,7 @@ impl Broker {
         ));
         Ok(Arc::new(Self {
             auth,
+            access,
             app,
             backend,
             config: Arc::new(config),
@@ -270,6 +280,13 @@ impl Broker {
         let mut shared = SharedFrames::default();
         let mut outcome = PublishOutcome::default();
         self.registry.for_each_match(destination, |sub| {
+            if let Some(who) = &sub.guard
+                && !self
+                    .access
+                    .allows(Action::Subscribe, destination, Some(who))
+            {
+                return;
+            }
             let pushed = if sub.auto_ack {
                 let frame = shared.get(sub, msg);
                 let size = frame.len();

@@ -151,9 +151,32 @@ fn run(cli: &Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        server.run_until(shutdown_signal()).await;
+        let server = std::sync::Arc::new(server);
+        #[cfg(unix)]
+        tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&server)));
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown_shared().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Re-reads the TLS certificate and key on every SIGHUP (certificate renewal without a
+/// restart); established connections are untouched.
+#[cfg(unix)]
+async fn reload_on_sighup(server: std::sync::Arc<Server>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match server.reload_tls() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate")
+            }
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -58,6 +58,101 @@ pub struct Config {
     pub user: UserConfig,
     /// Who may connect, and as whom.
     pub auth: AuthConfig,
+    /// Who may subscribe to and publish on which destinations.
+    pub access: AccessConfig,
+    /// Inbound rate limit per connection.
+    pub rate_limit: RateLimitConfig,
+    /// TLS for the listeners; absent means plain TCP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[access]`: authorization rules.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// What an action no rule decides gets.
+    pub default: AccessDefault,
+    /// Rules by destination pattern; for each action the first matching rule listing it wins.
+    pub rules: Vec<AccessRule>,
+}
+
+/// `[access] default`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessDefault {
+    /// Allowed (as Spring's simple broker without Spring Security).
+    #[default]
+    Allow,
+    /// Refused: only what a rule allows is possible.
+    Deny,
+}
+
+/// `[[access.rules]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Destination pattern (`*`, `**`, `{name}`).
+    pub pattern: String,
+    /// Who may subscribe; absent leaves subscribing to later rules.
+    pub subscribe: Option<Vec<String>>,
+    /// Who may publish (SEND); absent leaves publishing to later rules.
+    pub publish: Option<Vec<String>>,
+}
+
+/// `[rate_limit]`: a token bucket per connection over inbound frames and bytes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained inbound frames per second (heart-beats excluded); 0 means no limit.
+    pub messages_per_sec: u32,
+    /// Sustained inbound bytes per second; 0 means no limit.
+    pub bytes_per_sec: u64,
+    /// Bucket size, in seconds of the sustained rate: how large a burst may be.
+    pub burst_secs: u32,
+    /// What exceeding it does.
+    pub policy: RatePolicy,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            messages_per_sec: 0,
+            bytes_per_sec: 0,
+            burst_secs: 2,
+            policy: RatePolicy::Delay,
+        }
+    }
+}
+
+/// What happens to a connection over its inbound rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatePolicy {
+    /// Stop reading from it until it is back within its rate (TCP pushes back on the client).
+    #[default]
+    Delay,
+    /// ERROR "rate limit exceeded", then close.
+    Error,
+}
+
+/// `[tls]`: certificate and key (PEM files), reloaded on SIGHUP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_file: std::path::PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+    /// Serve the HTTP listener (WebSocket, /healthz, /metrics) as HTTPS (wss://).
+    #[serde(default = "yes")]
+    pub websocket: bool,
+    /// Serve the raw STOMP listener over TLS.
+    #[serde(default = "yes")]
+    pub tcp: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[app]`: destinations handled by application code instead of the broker.
@@ -251,6 +346,12 @@ pub struct ServerConfig {
     pub write_timeout_ms: u64,
     /// How long a shutdown waits for sessions to flush and close before exiting anyway.
     pub shutdown_grace_ms: u64,
+    /// Connections accepted at once from one IP address; 0 means no limit beyond
+    /// `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// A connection that has sent nothing at all (not even a heart-beat) for this long is
+    /// closed with ERROR; 0 means never. Applies whatever heart-beats were negotiated.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -264,6 +365,8 @@ impl Default for ServerConfig {
             connect_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
             shutdown_grace_ms: 5_000,
+            max_connections_per_ip: 0,
+            idle_timeout_ms: 0,
         }
     }
 }
@@ -286,6 +389,12 @@ pub struct WebSocketConfig {
     pub max_message_size: usize,
     /// Initial read buffer per connection. Small keeps idle connections cheap.
     pub read_buffer_size: usize,
+    /// Browser origins allowed to open a WebSocket besides the broker's own (an `Origin`
+    /// whose host and port are the request's `Host`). `*` wildcards: `https://*.example.com`,
+    /// `http://localhost:*`, or `*` for any.
+    pub allowed_origins: Vec<String>,
+    /// Whether a handshake without `Origin` (a non-browser client) is accepted.
+    pub allow_missing_origin: bool,
 }
 
 impl Default for WebSocketConfig {
@@ -293,6 +402,8 @@ impl Default for WebSocketConfig {
         Self {
             max_message_size: 0,
             read_buffer_size: 2048,
+            allowed_origins: Vec::new(),
+            allow_missing_origin: true,
         }
     }
 }
@@ -333,6 +444,9 @@ pub struct StompConfig {
     pub max_transaction_frames: usize,
     /// Body bytes one transaction may hold.
     pub max_transaction_bytes: usize,
+    /// Time a frame may take from its first byte to its last; a client that starts a frame
+    /// and trickles the rest gets ERROR. 0 means no limit.
+    pub frame_timeout_ms: u64,
 }
 
 impl Default for StompConfig {
@@ -348,6 +462,7 @@ impl Default for StompConfig {
             max_transactions: 16,
             max_transaction_frames: 1_000,
             max_transaction_bytes: 4 * 1024 * 1024,
+            frame_timeout_ms: 60_000,
         }
     }
 }
@@ -563,6 +678,19 @@ impl Config {
                 return invalid(format!("app.routes[{i}].forward must be an http:// URL"));
             }
         }
+        if let Err(e) = crate::access::Access::from_config(&self.access, sep) {
+            return invalid(e.to_string());
+        }
+        for o in &self.websocket.allowed_origins {
+            if o != "*" && !o.contains("://") {
+                return invalid(format!(
+                    "websocket.allowed_origins: {o:?} must be \"*\" or scheme://host[:port]"
+                ));
+            }
+        }
+        if self.rate_limit.burst_secs == 0 {
+            return invalid("rate_limit.burst_secs must be at least 1".into());
+        }
         if let Some(jwt) = &self.auth.jwt {
             match jwt.algorithm.as_str() {
                 "HS256" if jwt.secret_env.is_some() || jwt.secret_file.is_some() => {}
@@ -623,6 +751,8 @@ mod tests {
         assert_eq!(from_file.stomp.heartbeat, builtin.stomp.heartbeat);
         assert_eq!(from_file.outbox.max_bytes, builtin.outbox.max_bytes);
         assert_eq!(from_file.broker.prefixes, builtin.broker.prefixes);
+        // Every setting, not just those above: broker.toml documents the code's defaults.
+        assert_eq!(format!("{from_file:#?}"), format!("{builtin:#?}"));
     }
 
     #[test]

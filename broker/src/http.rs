@@ -17,30 +17,32 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::debug;
 
+use crate::admission::Permit;
 use crate::auth::HandshakeAuth;
 use crate::broker::Broker;
+use crate::metrics::Refusal;
+use crate::origin;
 use crate::session;
 use crate::static_files;
-use crate::transport::Transport;
+use crate::transport::{ByteStream, Transport};
 
 /// The STOMP subprotocols, in no particular order: the client's order decides.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 type Body = Full<Bytes>;
 
-/// Serves one accepted TCP connection as HTTP/1.1 until it closes or upgrades.
+/// Serves one accepted connection (TCP, or TLS over TCP) as HTTP/1.1 until it closes or
+/// upgrades.
 pub async fn serve_connection(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    stream: impl ByteStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 ) {
     let handshake_timeout = Duration::from_millis(broker.config.server.handshake_timeout_ms);
     // The permit follows the connection: the upgrade handler moves it into the session task.
@@ -76,7 +78,7 @@ async fn route(
     broker: Arc<Broker>,
     req: Request<Incoming>,
     peer: SocketAddr,
-    permit: &Mutex<Option<OwnedSemaphorePermit>>,
+    permit: &Mutex<Option<Permit>>,
 ) -> Response<Body> {
     let path = req.uri().path();
     if path == broker.config.server.websocket_path {
@@ -156,7 +158,7 @@ fn upgrade(
     broker: Arc<Broker>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
-    permit: &Mutex<Option<OwnedSemaphorePermit>>,
+    permit: &Mutex<Option<Permit>>,
 ) -> Response<Body> {
     let h = req.headers();
     if req.method() != Method::GET {
@@ -183,6 +185,13 @@ fn upgrade(
             HeaderValue::from_static("13"),
         );
         return r;
+    }
+    let origin = h.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origin::allowed(&broker.config.websocket, origin, host) {
+        broker.metrics.refused(Refusal::Origin);
+        debug!(%peer, ?origin, "origin not allowed");
+        return text(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");

@@ -12,6 +12,8 @@
 
 #![warn(clippy::print_stdout)]
 
+pub mod access;
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod bench;
@@ -22,6 +24,7 @@ pub mod config;
 mod http;
 pub mod message;
 pub mod metrics;
+pub mod origin;
 pub mod outbox;
 pub mod pattern;
 pub mod queue;
@@ -31,6 +34,7 @@ pub mod server;
 pub mod session;
 mod static_files;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 mod write_queue;

@@ -63,10 +63,18 @@ pub enum CloseReason {
     AuthFailed,
     /// The connection's token expired.
     TokenExpired,
+    /// A SUBSCRIBE or SEND the access rules refuse.
+    AccessDenied,
+    /// Over the inbound rate with `rate_limit.policy = "error"`.
+    RateLimited,
+    /// Nothing received for `server.idle_timeout_ms`.
+    IdleTimeout,
+    /// A frame not completed within `stomp.frame_timeout_ms`.
+    FrameTimeout,
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 7] = [
+    const ALL: [CloseReason; 11] = [
         CloseReason::ProtocolError,
         CloseReason::HeartbeatTimeout,
         CloseReason::SlowConsumer,
@@ -74,6 +82,10 @@ impl CloseReason {
         CloseReason::ConnectTimeout,
         CloseReason::AuthFailed,
         CloseReason::TokenExpired,
+        CloseReason::AccessDenied,
+        CloseReason::RateLimited,
+        CloseReason::IdleTimeout,
+        CloseReason::FrameTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -85,8 +97,48 @@ impl CloseReason {
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::AuthFailed => "auth_failed",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::AccessDenied => "access_denied",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::FrameTimeout => "frame_timeout",
         }
     }
+}
+
+/// Why a connection was refused before it became a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `server.max_connections` reached.
+    Limit,
+    /// `server.max_connections_per_ip` reached.
+    PerIp,
+    /// The handshake's `Origin` is not allowed.
+    Origin,
+    /// The TLS handshake failed or timed out.
+    TlsHandshake,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 4] = [
+        Refusal::Limit,
+        Refusal::PerIp,
+        Refusal::Origin,
+        Refusal::TlsHandshake,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Limit => "max_connections",
+            Refusal::PerIp => "max_connections_per_ip",
+            Refusal::Origin => "origin",
+            Refusal::TlsHandshake => "tls_handshake",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
 }
 
 /// Every metric the broker exports.
@@ -116,6 +168,8 @@ pub struct Metrics {
     pub app_unhandled: Counter,
     /// Application messages refused because the connection's handler queue was full.
     pub app_overflow: Counter,
+    refused: Vec<Counter>,
+    denied: [Counter; 2],
 }
 
 impl Metrics {
@@ -228,7 +282,38 @@ impl Metrics {
             "Application messages refused: the connection's handler queue was full",
             app_overflow.clone(),
         );
+        let refused_family = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused before a session started, by reason",
+            refused_family.clone(),
+        );
+        let refused = Refusal::ALL
+            .iter()
+            .map(|r| {
+                refused_family
+                    .get_or_create(&ReasonLabel { reason: r.label() })
+                    .clone()
+            })
+            .collect();
+        let denied_family = Family::<ActionLabel, Counter>::default();
+        registry.register(
+            "access_denied",
+            "SUBSCRIBE and SEND frames refused by the access rules, by action",
+            denied_family.clone(),
+        );
+        let denied = [
+            crate::access::Action::Subscribe,
+            crate::access::Action::Publish,
+        ]
+        .map(|a| {
+            denied_family
+                .get_or_create(&ActionLabel { action: a.as_str() })
+                .clone()
+        });
         Self {
+            refused,
+            denied,
             app_unhandled,
             app_overflow,
             registry,
@@ -245,6 +330,16 @@ impl Metrics {
             bytes_out,
             queued,
         }
+    }
+
+    /// Counts a refused connection.
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].inc();
+    }
+
+    /// Counts a refused SUBSCRIBE or SEND.
+    pub fn denied(&self, action: crate::access::Action) {
+        self.denied[action as usize].inc();
     }
 
     /// Counts an accepted connection.
@@ -300,6 +395,11 @@ impl LocalCounters {
     pub fn frame_in(&mut self, c: Command) {
         self.frames_in[command_index(c)] += 1;
         self.dirty = true;
+    }
+
+    /// Frames received since the last flush (for the rate limit's before/after difference).
+    pub fn frames_in_total(&self) -> u64 {
+        self.frames_in.iter().sum()
     }
 
     /// One frame sent.

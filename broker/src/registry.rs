@@ -39,6 +39,9 @@ pub struct Subscriber {
     pub credit: Option<Arc<Credit>>,
     /// Where the subscriber's frames go.
     pub outbox: Arc<Outbox>,
+    /// For a wildcard subscription under access rules: who subscribed, so each delivery's
+    /// concrete destination is checked. `None` for everything checked once at SUBSCRIBE.
+    pub guard: Option<Arc<crate::auth::Identity>>,
 }
 
 /// Bounds a subscription's unacknowledged deliveries (`prefetch-count`).
@@ -232,6 +235,11 @@ impl Registry {
     pub fn exact_destinations(&self) -> usize {
         self.exact.len()
     }
+
+    /// Number of live wildcard subscriptions (for tests).
+    pub fn pattern_subscriptions(&self) -> usize {
+        self.pattern_subs.load(Ordering::Relaxed)
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -255,6 +263,7 @@ mod tests {
             auto_ack: true,
             credit: None,
             outbox: Arc::new(Outbox::new(10, 10_000)),
+            guard: None,
         }
     }
 

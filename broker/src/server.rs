@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Permit, Refused};
 use crate::app::AppRouter;
 use crate::auth::HandshakeAuth;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::http;
+use crate::metrics::Refusal;
 use crate::session;
-use crate::transport::Transport;
+use crate::tls::{Tls, TlsError};
+use crate::transport::{ByteStream, Transport};
 
 /// A running broker: its bound addresses and a handle to its shared state.
 #[derive(Debug)]
@@ -23,6 +25,7 @@ pub struct Server {
     broker: Arc<Broker>,
     http_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
+    tls: Option<Tls>,
 }
 
 impl Server {
@@ -43,35 +46,68 @@ impl Server {
             None => None,
         };
         let tcp_addr = tcp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-        let permits = Arc::new(Semaphore::new(config.server.max_connections));
-        let broker = Broker::with_app(config, app)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Tls::load)
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        let (tls_http, tls_tcp) = config
+            .tls
+            .as_ref()
+            .map_or((false, false), |t| (t.websocket, t.tcp));
+        let admission = Admission::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        );
+        let broker = Broker::with_app(config, app).map_err(|e| invalid(e.to_string()))?;
 
         broker.tracker.spawn(accept_loop(
             Arc::clone(&broker),
             http_listener,
-            Arc::clone(&permits),
-            http::serve_connection,
+            Arc::clone(&admission),
+            tls.clone().filter(|_| tls_http),
+            |broker, stream, peer, permit| async move {
+                http::serve_connection(broker, stream, peer, permit).await;
+            },
         ));
         if let Some(listener) = tcp_listener {
             broker.tracker.spawn(accept_loop(
                 Arc::clone(&broker),
                 listener,
-                permits,
+                admission,
+                tls.clone().filter(|_| tls_tcp),
                 |broker, stream, peer, permit| async move {
                     let chunk = broker.config.websocket.read_buffer_size;
-                    let transport = Transport::stream(stream, chunk);
-                    session::run(broker, transport, peer, HandshakeAuth::default()).await;
+                    let transport = Transport::boxed_stream(stream, chunk);
+                    Box::pin(session::run(
+                        broker,
+                        transport,
+                        peer,
+                        HandshakeAuth::default(),
+                    ))
+                    .await;
                     drop(permit);
                 },
             ));
         }
-        info!(%http_addr, ?tcp_addr, "stompbox listening");
+        info!(%http_addr, ?tcp_addr, tls = tls.is_some(), "stompbox listening");
         Ok(Self {
             broker,
             http_addr,
             tcp_addr,
+            tls,
         })
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP). Established connections are not
+    /// touched; on failure the current certificate stays in use. Without `[tls]`, nothing.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The HTTP/WebSocket listener's address.
@@ -92,6 +128,11 @@ impl Server {
     /// Stops accepting, lets every session flush and close (WebSockets with 1001), and waits
     /// for them up to `server.shutdown_grace_ms`. Returns whether everything closed in time.
     pub async fn shutdown(self) -> bool {
+        self.shutdown_shared().await
+    }
+
+    /// As `shutdown`, for a server shared with other tasks (the SIGHUP handler).
+    pub async fn shutdown_shared(&self) -> bool {
         let grace = Duration::from_millis(self.broker.config.server.shutdown_grace_ms);
         self.broker.begin_shutdown();
         self.broker.tracker.close();
@@ -112,18 +153,21 @@ impl Server {
     }
 }
 
-/// Accepts until shutdown. Each connection needs a permit (`server.max_connections`; without
-/// one it is closed at once) and gets its own tracked task, so a slow handshake never holds up
-/// the next accept.
+/// Accepts until shutdown. Each connection needs a permit (`server.max_connections` and
+/// `server.max_connections_per_ip`; without one it is closed at once, before any byte is read)
+/// and gets its own tracked task, so a slow handshake never holds up the next accept. With
+/// `tls`, the task first completes the TLS handshake within `server.handshake_timeout_ms`.
 async fn accept_loop<F, Fut>(
     broker: Arc<Broker>,
     listener: TcpListener,
-    permits: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    tls: Option<Tls>,
     handle: F,
 ) where
-    F: Fn(Arc<Broker>, TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut + Send + 'static,
+    F: Fn(Arc<Broker>, Box<dyn ByteStream>, SocketAddr, Permit) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let handle = Arc::new(handle);
     let mut backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
@@ -131,14 +175,28 @@ async fn accept_loop<F, Fut>(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        debug!(%peer, "connection limit reached; refusing");
-                        continue;
+                    let permit = match admission.admit(peer.ip()) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            broker.metrics.refused(match why {
+                                Refused::Total => Refusal::Limit,
+                                Refused::PerIp => Refusal::PerIp,
+                            });
+                            debug!(%peer, ?why, "connection refused");
+                            continue;
+                        }
                     };
                     let _ = stream.set_nodelay(true);
-                    broker
-                        .tracker
-                        .spawn(handle(Arc::clone(&broker), stream, peer, permit));
+                    let handle = Arc::clone(&handle);
+                    let broker2 = Arc::clone(&broker);
+                    let tls = tls.clone();
+                    broker.tracker.spawn(async move {
+                        // Boxed: the TLS handshake's state is large and needed only briefly.
+                        let Some(io) = Box::pin(secure(&broker2, tls, stream, peer)).await else {
+                            return;
+                        };
+                        handle(broker2, io, peer, permit).await;
+                    });
                 }
                 Err(e) => {
                     // Usually out of file descriptors: wait a little instead of spinning.
@@ -147,6 +205,33 @@ async fn accept_loop<F, Fut>(
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
+        }
+    }
+}
+
+/// The connection as a byte stream: as accepted, or after a TLS handshake that must finish
+/// within the handshake deadline (a client that opens TLS and stalls holds nothing for long).
+async fn secure(
+    broker: &Broker,
+    tls: Option<Tls>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<Box<dyn ByteStream>> {
+    let Some(tls) = tls else {
+        return Some(Box::new(stream));
+    };
+    let deadline = Duration::from_millis(broker.config.server.handshake_timeout_ms);
+    match tokio::time::timeout(deadline, tls.acceptor().accept(stream)).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            broker.metrics.refused(Refusal::TlsHandshake);
+            debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            broker.metrics.refused(Refusal::TlsHandshake);
+            debug!(%peer, "TLS handshake timed out");
+            None
         }
     }
 }

@@ -103,6 +103,15 @@ impl Transport {
         }
     }
 
+    /// Wraps an already boxed byte stream (as the listeners produce), reading `read_chunk`
+    /// bytes at a time.
+    pub fn boxed_stream(io: Box<dyn ByteStream>, read_chunk: usize) -> Self {
+        Self {
+            pipe: Pipe::Stream(StreamTransport { io, read_chunk }),
+            out: WriteQueue::default(),
+        }
+    }
+
     /// Whether this is a WebSocket.
     pub fn is_websocket(&self) -> bool {
         matches!(self.pipe, Pipe::WebSocket(..))

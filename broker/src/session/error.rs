@@ -106,6 +106,15 @@ pub enum ProtocolError {
     /// An application destination with no route, when `[app] unhandled = "error"`.
     #[error("no application handler for '{0}'")]
     Unhandled(String),
+    /// Over the inbound rate limit, with `rate_limit.policy = "error"`.
+    #[error("this connection sent faster than its allowed rate")]
+    RateLimited,
+    /// Nothing received at all for the idle timeout.
+    #[error("nothing received for {0} ms")]
+    IdleTimeout(u128),
+    /// A frame started but not finished in time.
+    #[error("a frame was not completed within {0} ms of its first byte")]
+    FrameTimeout(u128),
 }
 
 impl ProtocolError {
@@ -139,6 +148,19 @@ impl ProtocolError {
             TokenExpired => "token expired",
             AccessDenied(_) => "access denied",
             Unhandled(_) => "no handler",
+            RateLimited => "rate limit exceeded",
+            IdleTimeout(_) => "idle timeout",
+            FrameTimeout(_) => "frame timeout",
+        }
+    }
+
+    /// How the close is counted in /metrics.
+    pub fn close_reason(&self) -> crate::metrics::CloseReason {
+        use crate::metrics::CloseReason;
+        match self {
+            ProtocolError::AccessDenied(_) => CloseReason::AccessDenied,
+            ProtocolError::RateLimited => CloseReason::RateLimited,
+            _ => CloseReason::ProtocolError,
         }
     }
 

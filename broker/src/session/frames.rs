@@ -13,6 +13,7 @@ use super::subscriptions::{AckMode, Source, Subscription, Unacked, take_acked};
 use super::{End, Session};
 use tracing::debug;
 
+use crate::access::Action;
 use crate::app::worker::{AppJob, Worker};
 use crate::app::{AppMessage, OwnerName, Payload, Target};
 use crate::auth::Identity;
@@ -115,9 +116,12 @@ impl Session {
         self.version = version;
         self.decoder.set_version(version);
         self.connected = true;
-        if let Some(user) = identity.user {
+        if let Some(user) = &identity.user {
             self.identity = OwnerName::User(Arc::from(user.as_str()));
-            self.user = Some(user);
+            self.user = Some(user.clone());
+            if !self.broker.access.is_open() {
+                self.principal = Some(Arc::new(identity));
+            }
         }
         let mut reply = Frame::new(Command::Connected).header("version", version.as_str());
         if version > Version::V1_0 {
@@ -159,6 +163,7 @@ impl Session {
             }
             _ => {}
         }
+        self.authorize(Action::Publish, destination)?;
         if let Some(tx) = frame.headers.get_str("transaction") {
             let tx = tx.to_owned();
             let size = frame.body.len();
@@ -259,6 +264,31 @@ impl Session {
         }
     }
 
+    /// Checks the access rules; a refusal ends the connection with ERROR "access denied".
+    fn authorize(&self, action: Action, destination: &str) -> Result {
+        if self
+            .broker
+            .access
+            .allows(action, destination, self.principal.as_deref())
+        {
+            return Ok(());
+        }
+        self.broker.metrics.denied(action);
+        debug!(
+            conn = self.conn,
+            destination,
+            action = action.as_str(),
+            "access denied"
+        );
+        let verb = match action {
+            Action::Subscribe => "subscribe to",
+            Action::Publish => "send to",
+        };
+        Err(ProtocolError::AccessDenied(format!(
+            "you may not {verb} '{destination}'"
+        )))
+    }
+
     fn unserved(&self, destination: &str) -> ProtocolError {
         ProtocolError::UnservedDestination {
             destination: destination.to_owned(),
@@ -304,6 +334,7 @@ impl Session {
         if self.subs.len() >= limit {
             return Err(ProtocolError::TooManySubscriptions { limit });
         }
+        self.authorize(Action::Subscribe, &destination)?;
         // Where the subscription lives: an application route answers once and keeps nothing;
         // a user destination is keyed by this connection's identity; the rest by destination.
         let (rule, registry_key) = match self.broker.router.route(&destination) {
@@ -357,6 +388,12 @@ impl Session {
                     auto_ack: ack == AckMode::Auto,
                     credit: credit.clone(),
                     outbox: Arc::clone(&self.outbox),
+                    guard: (wildcard && !user_destination && self.broker.access.guards_subscribe())
+                        .then(|| {
+                            self.principal
+                                .clone()
+                                .unwrap_or_else(|| Arc::new(Identity::default()))
+                        }),
                 };
                 if wildcard {
                     let pattern = Pattern::parse(&registry_key, self.broker.router.separator())

@@ -9,6 +9,7 @@
 mod error;
 mod frames;
 pub mod heartbeat;
+mod rate;
 mod subscriptions;
 
 use std::collections::VecDeque;
@@ -25,7 +26,9 @@ pub use error::ProtocolError;
 use heartbeat::Heartbeat;
 
 use crate::app::OwnerName;
-use crate::auth::HandshakeAuth;
+use crate::auth::{HandshakeAuth, Identity};
+use crate::config::RatePolicy;
+use rate::RateLimiter;
 use subscriptions::Subscriptions;
 
 use crate::broker::Broker;
@@ -90,6 +93,14 @@ struct Session {
     app_worker: Option<crate::app::worker::Worker>,
     /// When the counters are next added to the shared metrics.
     counters_due: Option<Instant>,
+    /// Who the access rules see: the authenticated identity; `None` while anonymous.
+    principal: Option<Arc<Identity>>,
+    /// The inbound rate limit, when configured.
+    rate: Option<RateLimiter>,
+    /// Reading is paused until then: the connection is over its rate (policy "delay").
+    paused_until: Option<Instant>,
+    /// When the incomplete frame at the end of the read buffer began to arrive.
+    frame_started: Option<Instant>,
 }
 
 /// Runs a session over `transport` until it ends, then releases everything it held.
@@ -139,6 +150,10 @@ pub async fn run(
         expires_at: None,
         app_worker: None,
         counters_due: None,
+        principal: None,
+        rate: RateLimiter::new(&cfg.rate_limit, now),
+        paused_until: None,
+        frame_started: None,
     };
     broker.register_session(conn, &session.outbox);
     let end = session.serve(&mut transport).await;
@@ -186,15 +201,21 @@ impl Session {
                     }
                     self.take_outbox();
                 }
-                r = t.recv_into(&mut self.read_buf) => {
+                r = t.recv_into(&mut self.read_buf), if self.paused_until.is_none() => {
                     match r {
                         Ok(0) => return End::Gone,
                         Ok(n) => {
                             self.counters.bytes_in(n);
                             self.last_read = Instant::now();
+                            let frames_before = self.counters.frames_in_total();
                             if let Err(end) = self.process_input() {
                                 return end;
                             }
+                            let frames = self.counters.frames_in_total() - frames_before;
+                            if let Err(end) = self.limit_rate(frames, n) {
+                                return end;
+                            }
+                            self.track_partial_frame(frames);
                             if let Some(frame) = self.pending_connect.take() {
                                 // Boxed: a rare, large future that would otherwise enlarge
                                 // every idle connection's task.
@@ -262,6 +283,41 @@ impl Session {
         }
     }
 
+    /// Charges what was just read to the rate limit: over it, the connection is either not
+    /// read again until it is back within its rate, or ended, by policy.
+    fn limit_rate(&mut self, frames: u64, bytes: usize) -> Result<(), End> {
+        let Some(rate) = &mut self.rate else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let over = rate.take(u32::try_from(frames).unwrap_or(u32::MAX), bytes, now);
+        if over.is_zero() {
+            return Ok(());
+        }
+        match self.broker.config.rate_limit.policy {
+            RatePolicy::Delay => {
+                self.paused_until = Some(now + over);
+                Ok(())
+            }
+            RatePolicy::Error => {
+                self.broker.metrics.closed(CloseReason::RateLimited);
+                Err(End::Error(ProtocolError::RateLimited, None))
+            }
+        }
+    }
+
+    /// Notes when the incomplete frame at the end of the buffer started, for
+    /// `stomp.frame_timeout_ms`: a read that completed frames and left bytes over starts a new
+    /// frame, so a client streaming whole frames in writes that do not line up with frame
+    /// boundaries is never timed out.
+    fn track_partial_frame(&mut self, completed: u64) {
+        if self.read_buf.is_empty() {
+            self.frame_started = None;
+        } else if completed > 0 || self.frame_started.is_none() {
+            self.frame_started = Some(self.last_read);
+        }
+    }
+
     /// Adds the session's counters to the shared metrics at most every `METRICS_EVERY`, so the
     /// hot path does not bounce shared cache lines between cores per message. A session that
     /// goes quiet is flushed by its deadline timer.
@@ -287,10 +343,24 @@ impl Session {
         let flush = self
             .counters_due
             .unwrap_or(connect_deadline + Duration::from_secs(86_400 * 365));
-        if !self.connected {
-            return connect_deadline.min(flush);
+        let mut next = flush;
+        let server = &self.broker.config.server;
+        if let Some(at) = self.paused_until {
+            next = next.min(at);
         }
-        let mut next = flush.min(self.last_read + Duration::from_secs(86_400 * 365));
+        let frame_timeout = self.broker.config.stomp.frame_timeout_ms;
+        if let Some(at) = self.frame_started
+            && frame_timeout > 0
+        {
+            next = next.min(at + Duration::from_millis(frame_timeout));
+        }
+        if server.idle_timeout_ms > 0 {
+            next = next.min(self.last_read + Duration::from_millis(server.idle_timeout_ms));
+        }
+        if !self.connected {
+            return connect_deadline.min(next);
+        }
+        next = next.min(self.last_read + Duration::from_secs(86_400 * 365));
         if let Some(at) = self.expires_at {
             next = next.min(at);
         }
@@ -310,6 +380,29 @@ impl Session {
         if self.counters_due.is_some_and(|due| now >= due) {
             self.counters.flush(&self.broker.metrics);
             self.counters_due = None;
+        }
+        if self.paused_until.is_some_and(|at| now >= at) {
+            self.paused_until = None;
+        }
+        let frame_timeout = self.broker.config.stomp.frame_timeout_ms;
+        if frame_timeout > 0
+            && self
+                .frame_started
+                .is_some_and(|at| now >= at + Duration::from_millis(frame_timeout))
+        {
+            self.broker.metrics.closed(CloseReason::FrameTimeout);
+            return Some(End::Error(
+                ProtocolError::FrameTimeout(u128::from(frame_timeout)),
+                None,
+            ));
+        }
+        let idle = self.broker.config.server.idle_timeout_ms;
+        if idle > 0 && now >= self.last_read + Duration::from_millis(idle) {
+            self.broker.metrics.closed(CloseReason::IdleTimeout);
+            return Some(End::Error(
+                ProtocolError::IdleTimeout(u128::from(idle)),
+                None,
+            ));
         }
         if !self.connected {
             if now < connect_deadline {
@@ -357,7 +450,7 @@ impl Session {
                     }
                     let receipt = frame.headers.get_bytes("receipt").cloned();
                     if let Err(e) = self.handle(frame, receipt.clone()) {
-                        self.broker.metrics.closed(CloseReason::ProtocolError);
+                        self.broker.metrics.closed(e.close_reason());
                         return Err(End::Error(e, receipt));
                     }
                 }
