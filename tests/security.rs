@@ -328,3 +328,59 @@ async fn a_frame_trickled_without_end_is_cut_off() {
     );
     assert_eq!(n, 1.0);
 }
+
+#[tokio::test]
+async fn a_jwt_claim_opens_a_tenants_destinations() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    const SECRET: &str = "claims-test-secret-0123456789abcdef";
+    let secret = std::env::temp_dir().join(format!("stompbox-claims-{}", std::process::id()));
+    std::fs::write(&secret, SECRET).unwrap();
+    let server = start(|c| {
+        c.auth.jwt = Some(broker::config::JwtConfig {
+            algorithm: "HS256".into(),
+            secret_env: None,
+            secret_file: Some(secret.clone()),
+            public_key_file: None,
+            user_claim: "sub".into(),
+            roles_claim: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+        });
+        c.access.rules = vec![rule(
+            "/topic/acme/**",
+            Some(&["claim:tenant=acme"]),
+            Some(&["claim:tenant=acme"]),
+        )];
+    })
+    .await;
+    let token = |sub: &str, tenant: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": sub, "tenant": tenant, "exp": exp}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let server = &server;
+    let connect = |t: String| async move {
+        let mut c = ws(server).await;
+        c.connect(&[("passcode", &t)]).await.expect("CONNECTED");
+        c
+    };
+    let mut insider = connect(token("ann", "acme")).await;
+    insider
+        .subscribe("0", "/topic/acme/news", &[])
+        .await
+        .unwrap();
+    insider.publish("/topic/acme/news", "hello").await.unwrap();
+    insider.expect(Command::Message, WAIT).await.unwrap();
+    let mut outsider = connect(token("oz", "globex")).await;
+    expect_denied(&mut outsider, subscribe("/topic/acme/news")).await;
+    let _ = std::fs::remove_file(&secret);
+}
