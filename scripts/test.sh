@@ -71,10 +71,20 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
 fuzz_secs=${STOMPBOX_FUZZ_SECS:-20}
-(cd stomp-codec/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none decode -- \
-  -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 3)
-(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none session -- \
-  -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 3)
+fuzz_run() {
+  local dir=$1 target=$2 log
+  log=$(mktemp)
+  if (cd "$dir" && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" -- \
+      -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
+    echo "$target: $(grep -E 'stat::(number_of_executed_units|peak_rss_mb)' "$log" | tr -s ' \n' ' ')"
+    rm -f "$log"
+  else
+    cat "$log"
+    die "fuzz target $target failed (the input is in $dir/artifacts/$target/)"
+  fi
+}
+fuzz_run stomp-codec/fuzz decode
+fuzz_run fuzz session
 
 step "browser test (headless Chromium, the chat example)"
 apt_install chromium
