@@ -68,6 +68,11 @@ pub struct Broker {
     pub auth: Authenticator,
     /// Authorization rules.
     pub access: Access,
+    /// Connection slots (`max_connections`, `max_connections_per_ip`), for listeners and
+    /// SockJS sessions alike.
+    pub admission: Arc<crate::admission::Admission>,
+    /// Live SockJS sessions.
+    pub sockjs: crate::sockjs::Sessions,
     ids: MessageIds,
     next_conn: AtomicU64,
     /// Every live session's outbox, so shutdown can reach them all.
@@ -102,9 +107,15 @@ impl Broker {
         let backend = Backend::new(std::time::Duration::from_millis(
             config.app.backend_timeout_ms,
         ));
+        let admission = crate::admission::Admission::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        );
         Ok(Arc::new(Self {
             auth,
             access,
+            admission,
+            sockjs: crate::sockjs::Sessions::default(),
             app,
             backend,
             config: Arc::new(config),

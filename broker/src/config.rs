@@ -64,6 +64,69 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// TLS for the listeners; absent means plain TCP.
     pub tls: Option<TlsConfig>,
+    /// The SockJS endpoint.
+    pub sockjs: SockJsConfig,
+}
+
+/// `[sockjs]`: the SockJS endpoint for `withSockJS()` front ends.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SockJsConfig {
+    /// Serve SockJS.
+    pub enabled: bool,
+    /// Its path; empty means the WebSocket endpoint's (`server.websocket_path`).
+    pub path: String,
+    /// SockJS heartbeat (`h`) after this much outbound silence, when no STOMP heart-beats
+    /// were negotiated.
+    pub heartbeat_ms: u64,
+    /// A session without a receiving request for this long is closed.
+    pub disconnect_delay_ms: u64,
+    /// A streaming response (xhr_streaming, eventsource, htmlfile) ends after this many
+    /// bytes and the client opens a new one.
+    pub streaming_bytes_limit: usize,
+    /// Largest `xhr_send` body; 0 means 6 × `stomp.max_frame_size` + 1 KiB (JSON escaping
+    /// can make a frame up to six times longer).
+    pub max_send_size: usize,
+    /// The sockjs-client script `iframe.html` loads (iframe-based transports).
+    pub client_library_url: String,
+}
+
+impl Default for SockJsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: String::new(),
+            heartbeat_ms: 25_000,
+            disconnect_delay_ms: 5_000,
+            streaming_bytes_limit: 128 * 1024,
+            max_send_size: 0,
+            client_library_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+                .to_owned(),
+        }
+    }
+}
+
+impl SockJsConfig {
+    /// The endpoint's path, or `None` when SockJS is off.
+    pub fn effective_path<'a>(&'a self, server: &'a ServerConfig) -> Option<&'a str> {
+        if !self.enabled {
+            return None;
+        }
+        Some(if self.path.is_empty() {
+            server.websocket_path.as_str()
+        } else {
+            self.path.as_str()
+        })
+    }
+
+    /// The effective `xhr_send` body limit.
+    pub fn effective_max_send_size(&self, stomp: &StompConfig) -> usize {
+        if self.max_send_size == 0 {
+            stomp.max_frame_size.saturating_mul(6).saturating_add(1024)
+        } else {
+            self.max_send_size
+        }
+    }
 }
 
 /// `[access]`: authorization rules.
@@ -686,6 +749,22 @@ impl Config {
                 return invalid(format!(
                     "websocket.allowed_origins: {o:?} must be \"*\" or scheme://host[:port]"
                 ));
+            }
+        }
+        if self.sockjs.enabled {
+            let p = self.sockjs.effective_path(&self.server).unwrap_or_default();
+            if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') {
+                return invalid(format!(
+                    "sockjs.path {p:?} must start with '/', name something and not end with '/'"
+                ));
+            }
+            if self.sockjs.heartbeat_ms == 0 || self.sockjs.disconnect_delay_ms == 0 {
+                return invalid(
+                    "sockjs.heartbeat_ms and sockjs.disconnect_delay_ms must be above 0".into(),
+                );
+            }
+            if self.sockjs.streaming_bytes_limit < 1024 {
+                return invalid("sockjs.streaming_bytes_limit must be at least 1024".into());
             }
         }
         if self.rate_limit.burst_secs == 0 {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::debug;
 
 use crate::admission::Permit;
-use crate::auth::HandshakeAuth;
 use crate::broker::Broker;
 use crate::metrics::Refusal;
 use crate::origin;
@@ -34,7 +33,12 @@ use crate::transport::{ByteStream, Transport};
 /// The STOMP subprotocols, in no particular order: the client's order decides.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
-type Body = Full<Bytes>;
+/// Response bodies: whole (`Full`) or streamed (SockJS).
+pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).boxed_unsync()
+}
 
 /// Serves one accepted connection (TCP, or TLS over TCP) as HTTP/1.1 until it closes or
 /// upgrades.
@@ -81,13 +85,21 @@ async fn route(
     permit: &Mutex<Option<Permit>>,
 ) -> Response<Body> {
     let path = req.uri().path();
-    if path == broker.config.server.websocket_path {
+    let ws_path = broker.config.server.websocket_path.as_str();
+    if path == ws_path && (!broker.config.sockjs.enabled || is_upgrade(req.headers())) {
         return upgrade(broker, req, peer, permit);
+    }
+    if let Some(prefix) = broker.config.sockjs.effective_path(&broker.config.server)
+        && let Some(rest) = path.strip_prefix(prefix)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        let rest = rest.to_owned();
+        return crate::sockjs::handle(Arc::clone(&broker), req, &rest, peer, permit).await;
     }
     match (req.method(), path) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/metrics") => {
-            let mut r = Response::new(Full::new(Bytes::from(broker.metrics.render())));
+            let mut r = Response::new(full(Bytes::from(broker.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(
@@ -99,7 +111,7 @@ async fn route(
         (&Method::GET | &Method::HEAD, _) => match &broker.config.http.static_dir {
             Some(dir) => match static_files::lookup(dir, path).await {
                 Some(f) => {
-                    let mut r = Response::new(Full::new(f.body));
+                    let mut r = Response::new(full(f.body));
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(f.content_type),
@@ -120,14 +132,19 @@ async fn route(
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    header_has_token(h, header::UPGRADE, "websocket")
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -154,11 +171,41 @@ pub fn select_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
         })
 }
 
-fn upgrade(
+/// What runs over an accepted WebSocket.
+enum Then {
+    /// A STOMP session (the WebSocket endpoint, and SockJS's raw `/websocket`).
+    Stomp,
+    /// A SockJS session with this id (SockJS's `websocket` transport).
+    SockJs(String),
+}
+
+/// Accepts a WebSocket upgrade for a STOMP session.
+pub(crate) fn upgrade(
+    broker: Arc<Broker>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    permit: &Mutex<Option<Permit>>,
+) -> Response<Body> {
+    upgrade_then(broker, req, peer, permit, Then::Stomp)
+}
+
+/// Accepts a WebSocket upgrade for SockJS's `websocket` transport.
+pub(crate) fn upgrade_sockjs(
+    broker: Arc<Broker>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    permit: &Mutex<Option<Permit>>,
+    id: String,
+) -> Response<Body> {
+    upgrade_then(broker, req, peer, permit, Then::SockJs(id))
+}
+
+fn upgrade_then(
     broker: Arc<Broker>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
     permit: &Mutex<Option<Permit>>,
+    then: Then,
 ) -> Response<Body> {
     let h = req.headers();
     if req.method() != Method::GET {
@@ -198,17 +245,7 @@ fn upgrade(
     };
     let accept = derive_accept_key(key.as_bytes());
     let protocol = select_subprotocol(h);
-    let handshake = HandshakeAuth {
-        authorization: h
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        access_token: req.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("access_token="))
-                .map(str::to_owned)
-        }),
-    };
+    let handshake = crate::sockjs::handshake_of(&req);
     let Some(permit) = permit.lock().ok().and_then(|mut p| p.take()) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -237,20 +274,30 @@ fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        // Boxed, so the task holds the session future alone rather than one sized for the
-        // largest state of this whole block (the handshake's included): idle connections are
-        // the common case, and each saves kilobytes.
-        Box::pin(session::run(
-            broker,
-            Transport::websocket(ws, limit),
-            peer,
-            handshake,
-        ))
-        .await;
-        drop(permit);
+        match then {
+            // Boxed, so the task holds the session future alone rather than one sized for
+            // the largest state of this whole block (the handshake's included): idle
+            // connections are the common case, and each saves kilobytes.
+            Then::Stomp => {
+                Box::pin(session::run(
+                    broker,
+                    Transport::websocket(ws, limit),
+                    peer,
+                    handshake,
+                ))
+                .await;
+                drop(permit);
+            }
+            Then::SockJs(id) => {
+                Box::pin(crate::sockjs::bridge(
+                    broker, ws, id, peer, handshake, permit,
+                ))
+                .await;
+            }
+        }
     });
 
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let hm = r.headers_mut();
     hm.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -32,6 +32,7 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod sockjs;
 mod static_files;
 pub mod telemetry;
 pub mod tls;

@@ -147,7 +147,7 @@ pub struct Metrics {
     registry: Registry,
     /// Open connections (after the WebSocket or TCP accept).
     pub connections: Gauge,
-    connections_total: [Counter; 2],
+    connections_total: [Counter; 3],
     /// Live subscriptions.
     pub subscriptions: Gauge,
     frames_in: Vec<Counter>,
@@ -188,7 +188,7 @@ impl Metrics {
             "Connections accepted, by transport",
             conn_family.clone(),
         );
-        let connections_total = ["websocket", "tcp"].map(|t| {
+        let connections_total = ["websocket", "tcp", "sockjs"].map(|t| {
             conn_family
                 .get_or_create(&TransportLabel { transport: t })
                 .clone()
@@ -342,9 +342,14 @@ impl Metrics {
         self.denied[action as usize].inc();
     }
 
-    /// Counts an accepted connection.
-    pub fn accepted(&self, websocket: bool) {
-        self.connections_total[usize::from(!websocket)].inc();
+    /// Counts an accepted connection by transport (`websocket`, `tcp`, `sockjs`).
+    pub fn accepted(&self, transport: &str) {
+        let i = match transport {
+            "websocket" => 0,
+            "tcp" => 1,
+            _ => 2,
+        };
+        self.connections_total[i].inc();
     }
 
     /// Counts dropped deliveries.

@@ -57,11 +57,13 @@ impl Server {
             .tls
             .as_ref()
             .map_or((false, false), |t| (t.websocket, t.tcp));
-        let admission = Admission::new(
-            config.server.max_connections,
-            config.server.max_connections_per_ip,
-        );
         let broker = Broker::with_app(config, app).map_err(|e| invalid(e.to_string()))?;
+        let admission = Arc::clone(&broker.admission);
+        if broker.config.sockjs.enabled {
+            broker
+                .tracker
+                .spawn(crate::sockjs::reaper(Arc::clone(&broker)));
+        }
 
         broker.tracker.spawn(accept_loop(
             Arc::clone(&broker),

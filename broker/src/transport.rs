@@ -67,6 +67,8 @@ enum Pipe {
     WebSocket(Box<WebSocketStream<TokioIo<Upgraded>>>, usize),
     /// STOMP over a byte stream.
     Stream(StreamTransport),
+    /// STOMP over a SockJS session (HTTP streaming, polling, or SockJS's own WebSocket).
+    SockJs(Box<crate::sockjs::SockJsPipe>),
 }
 
 /// STOMP over a raw byte stream.
@@ -112,9 +114,34 @@ impl Transport {
         }
     }
 
+    /// Wraps a SockJS session's pipe.
+    pub fn sockjs(pipe: crate::sockjs::SockJsPipe) -> Self {
+        Self {
+            pipe: Pipe::SockJs(Box::new(pipe)),
+            out: WriteQueue::default(),
+        }
+    }
+
     /// Whether this is a WebSocket.
     pub fn is_websocket(&self) -> bool {
         matches!(self.pipe, Pipe::WebSocket(..))
+    }
+
+    /// The transport's label in /metrics.
+    pub fn kind(&self) -> &'static str {
+        match self.pipe {
+            Pipe::WebSocket(..) => "websocket",
+            Pipe::Stream(_) => "tcp",
+            Pipe::SockJs(_) => "sockjs",
+        }
+    }
+
+    /// Tells the transport whether the broker sends STOMP heart-beats (SockJS then sends none
+    /// of its own, as Spring).
+    pub fn stomp_heartbeats(&self, on: bool) {
+        if let Pipe::SockJs(p) = &self.pipe {
+            p.stomp_heartbeats(on);
+        }
     }
 
     /// Appends the next inbound bytes to `buf`. `Ok(0)` means the peer closed. Cancel-safe.
@@ -152,6 +179,7 @@ impl Transport {
                 }
                 return Ok(n);
             },
+            Pipe::SockJs(p) => Ok(p.recv_into(buf).await),
             Pipe::Stream(s) => {
                 buf.reserve(s.read_chunk);
                 s.io.read_buf(buf)
@@ -163,6 +191,9 @@ impl Transport {
 
     /// Queues a frame for the next flush.
     pub fn feed(&mut self, frame: WireFrame) {
+        if let Pipe::SockJs(p) = &mut self.pipe {
+            return p.feed(frame);
+        }
         let websocket = self.is_websocket();
         self.out.push(frame, websocket);
     }
@@ -186,6 +217,10 @@ impl Transport {
                 self.out.write_to(&mut s.io).await.map_err(io_err)?;
                 s.io.flush().await.map_err(io_err)
             }
+            Pipe::SockJs(p) => p
+                .flush()
+                .await
+                .map_err(|()| TransportError::Io("SockJS session closed".to_owned())),
         }
     }
 
@@ -219,6 +254,17 @@ impl Transport {
                     while let Some(Ok(_)) = ws.next().await {}
                 })
                 .await;
+            }
+            Pipe::SockJs(p) => {
+                // The frames already queued go out before the close frame; the session is
+                // kept (and reaped later) so a polling client can still fetch them.
+                let (code, reason) = match how {
+                    Closing::Normal => (1000, "Normal closure"),
+                    Closing::GoingAway => (1001, "Going away"),
+                    Closing::Error => (1002, "Protocol error"),
+                    Closing::TooBig => (1009, "Message too big"),
+                };
+                p.close(code, reason);
             }
             Pipe::Stream(s) => {
                 let _ = s.io.shutdown().await;

@@ -113,7 +113,7 @@ pub async fn run(
     let conn = broker.next_conn_id();
     let metrics = &broker.metrics;
     metrics.connections.inc();
-    metrics.accepted(transport.is_websocket());
+    metrics.accepted(transport.kind());
     debug!(conn, %peer, "session opened");
     let cfg = &broker.config;
     let decoder = Decoder::new(
@@ -222,6 +222,7 @@ impl Session {
                                 if let Err(end) = Box::pin(self.authenticate_and_connect(frame)).await {
                                     return end;
                                 }
+                                t.stomp_heartbeats(self.heartbeat.send_every.is_some());
                                 if let Err(end) = self.process_input() {
                                     return end;
                                 }

@@ -1,6 +1,8 @@
 // The chat page: @stomp/stompjs over WebSocket to the Stompbox chat example.
 // SEND /app/join/{room} and /app/chat/{room}; SUBSCRIBE /topic/chat/{room} and the personal
 // /user/queue/welcome. stompjs reconnects on its own; the badge shows the connection state.
+// `?sockjs` connects through SockJS instead, as a Spring `withSockJS()` front end does
+// (`?sockjs=xhr-streaming` and the like pin one SockJS transport).
 (function () {
   'use strict';
   const $ = (id) => document.getElementById(id);
@@ -40,12 +42,23 @@
 
   function connect() {
     const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
-    client = new StompJs.Client({
-      brokerURL: url,
+    const sockjs = new URLSearchParams(location.search).get('sockjs');
+    const options = {
       reconnectDelay: 1000,
       heartbeatIncoming: 10000,
       heartbeatOutgoing: 10000,
-    });
+    };
+    if (sockjs === null) {
+      options.brokerURL = url;
+    } else {
+      const transports = sockjs ? { transports: [sockjs] } : {};
+      options.webSocketFactory = () => {
+        const sock = new SockJS(location.origin + '/ws', null, transports);
+        sock.addEventListener('open', () => { document.body.dataset.transport = sock.transport; });
+        return sock;
+      };
+    }
+    client = new StompJs.Client(options);
     client.onConnect = () => {
       everConnected = true;
       setStatus('connected');

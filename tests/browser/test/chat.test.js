@@ -92,10 +92,10 @@ after(async () => {
   await stopBroker();
 });
 
-async function join(nick, room) {
+async function join(nick, room, query = '') {
   const page = await browser.newPage();
   page.setDefaultTimeout(WAIT);
-  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.goto(`http://127.0.0.1:${port}/${query}`);
   await page.fill('#nick', nick);
   await page.selectOption('#room', room);
   await page.click('#join button');
@@ -150,4 +150,19 @@ test('two pages chat, each gets only its own welcome, and both survive a broker 
   assert.ok((await lines(alice)).some((l) => l.includes('bob') && l.includes('back again')));
   mkdirSync(artifacts, { recursive: true });
   await alice.screenshot({ path: path.join(artifacts, 'chat.png'), fullPage: true });
+});
+
+test('a page on SockJS (xhr-streaming) chats with a page on WebSocket', async () => {
+  const carol = await join('carol', 'rust', '?sockjs=xhr-streaming');
+  const dave = await join('dave', 'rust');
+  // The SockJS page really runs on the transport it asked for.
+  assert.equal(await carol.getAttribute('body', 'data-transport'), 'xhr-streaming');
+  assert.equal(await carol.textContent('#welcome'), 'Welcome to #rust, carol!');
+  await waitForLine(carol, 'dave joined #rust');
+  await say(carol, 'streaming over http');
+  await waitForLine(dave, 'streaming over http');
+  await say(dave, 'websocket here');
+  await waitForLine(carol, 'websocket here');
+  await carol.close();
+  await dave.close();
 });
