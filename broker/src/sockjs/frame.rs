@@ -89,18 +89,22 @@ impl PayloadError {
     }
 }
 
-/// Parses what a client sends: a JSON array of strings (a bare string is accepted too, as
-/// some clients send one).
+/// Parses what a client sends: a JSON array of strings, nothing else (as Spring).
 pub fn parse_payload(body: &[u8]) -> Result<Vec<String>, PayloadError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Missing);
     }
-    if let Ok(list) = serde_json::from_slice::<Vec<String>>(body) {
-        return Ok(list);
+    serde_json::from_slice::<Vec<String>>(body).map_err(|_| PayloadError::Broken)
+}
+
+/// An eventsource `data:` line's frame. sockjs-client passes the data through `decodeURI`,
+/// so a `%` must travel as `%25` (line breaks and NULs never appear raw: JSON escaped them).
+pub fn for_eventsource(frame: &str) -> std::borrow::Cow<'_, str> {
+    if frame.contains('%') {
+        frame.replace('%', "%25").into()
+    } else {
+        frame.into()
     }
-    serde_json::from_slice::<String>(body)
-        .map(|s| vec![s])
-        .map_err(|_| PayloadError::Broken)
 }
 
 #[cfg(test)]
@@ -123,7 +127,8 @@ mod tests {
             parse_payload(br#"["SEND\ndestination:/t\n\nx\u0000","y"]"#).unwrap(),
             vec!["SEND\ndestination:/t\n\nx\0".to_owned(), "y".to_owned()]
         );
-        assert_eq!(parse_payload(br#""one""#).unwrap(), vec!["one".to_owned()]);
+        assert_eq!(parse_payload(br#""one""#), Err(PayloadError::Broken));
+        assert_eq!(for_eventsource("a[\"50%\"]"), "a[\"50%25\"]");
         assert_eq!(parse_payload(b"  "), Err(PayloadError::Missing));
         assert_eq!(parse_payload(b"[1]"), Err(PayloadError::Broken));
         assert_eq!(parse_payload(b"[\"x\""), Err(PayloadError::Broken));

@@ -6,8 +6,8 @@
 //! have gone out, then end it so the client opens a new one (browsers and proxies keep
 //! whole streamed responses in memory). `xhr_send` carries client messages.
 
-use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
+use std::hash::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -123,7 +123,10 @@ pub(crate) async fn handle(
             Method::OPTIONS => preflight("GET, OPTIONS"),
             _ => http::text(StatusCode::METHOD_NOT_ALLOWED, "GET or OPTIONS only\n"),
         },
-        [page] if is_iframe_page(page) => iframe(&broker.config.sockjs.client_library_url),
+        [page] if is_iframe_page(page) => iframe(
+            &broker.config.sockjs.client_library_url,
+            req.headers().get(header::IF_NONE_MATCH),
+        ),
         ["websocket"] => return http::upgrade(broker, req, peer, permit),
         [server, session, transport] => {
             let Some(kind) = Kind::parse(transport) else {
@@ -432,7 +435,9 @@ async fn stream(
 
 fn wrap(kind: Kind, frame: &str) -> Bytes {
     match kind {
-        Kind::EventSource => Bytes::from(format!("data: {frame}\r\n\r\n")),
+        Kind::EventSource => {
+            Bytes::from(format!("data: {}\r\n\r\n", frame::for_eventsource(frame)))
+        }
         Kind::HtmlFile => {
             let mut out = String::from("<script>\np(");
             frame::push_quoted(&mut out, frame);
@@ -469,12 +474,27 @@ fn info() -> Response<Body> {
     r
 }
 
-fn iframe(client_url: &str) -> Response<Body> {
+/// The iframe page, with an ETag of its content (304 when the browser has it).
+fn iframe(client_url: &str, if_none_match: Option<&HeaderValue>) -> Response<Body> {
     let page = format!(
         "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script>\n    document.domain = document.domain;\n    _sockjs_onload = function(){{SockJS.bootstrap_iframe();}};\n  </script>\n  <script src=\"{client_url}\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>"
     );
-    let mut r = Response::new(full(Bytes::from(page)));
+    // A fixed-key hash: the same page gives the same tag across restarts and nodes.
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(page.as_bytes());
+    let etag = format!("\"0{:016x}\"", hasher.finish());
+    let not_modified = if_none_match.is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let mut r = if not_modified {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        Response::new(full(Bytes::from(page)))
+    };
     let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html;charset=UTF-8"),
