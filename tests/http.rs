@@ -38,9 +38,17 @@ async fn healthz_metrics_and_not_found() {
 
     let (status, _) = http_get(server.http_addr(), "/nope", "").await;
     assert_eq!(status, 404);
+    // A plain GET of the endpoint: SockJS's greeting (SockJS shares the path by default)...
     let (status, text) = http_get(server.http_addr(), "/ws", "").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("Welcome to SockJS!\n"));
+    // ...and without SockJS, a clear refusal.
+    let plain = start(|c| c.sockjs.enabled = false).await;
+    let (status, text) = http_get(plain.http_addr(), "/ws", "").await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("WebSocket upgrade"));
+    let (status, _) = http_get(plain.http_addr(), "/ws/info", "").await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
