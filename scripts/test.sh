@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test Stompbox has: formatting and lints; the Rust unit, property and end-to-end
-# tests (codec, broker, the binary, the chat example); the stomp.js suite in Node; bounded
-# coverage-guided fuzzing of the codec and of sessions; the browser test in headless Chromium. Installs what they need when it is missing (npm packages with
-# `npm ci`; Debian's chromium through apt-get when running as root). CI runs exactly this.
+# tests (codec, broker, the binary, the chat example, a cluster of three nodes on a real
+# redis-server); the stomp.js suite in Node (plain WebSocket and sockjs-client); bounded
+# coverage-guided fuzzing of the codec and of sessions; the browser test in headless Chromium.
+# Installs what they need when it is missing (npm packages with `npm ci`; cargo-fuzz; Debian's
+# chromium and redis-server through apt-get when running as root). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -47,7 +49,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (workspace: codec, broker, end-to-end, binary, examples)"
+# The cluster tests run real redis-server processes.
+apt_install redis-server
+step "cargo test (workspace: codec, broker, end-to-end, binary, examples, a 3-node cluster)"
 cargo test --workspace --locked
 # The JavaScript suites drive these builds.
 cargo build --locked --bin stompbox --example chat

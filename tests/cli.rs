@@ -101,3 +101,32 @@ async fn runs_with_a_config_and_exits_cleanly_on_sigterm() {
     .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn check_config_notes_what_a_cluster_keeps_per_node() {
+    let p = temp_file(
+        "cluster.toml",
+        "[[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\n",
+    );
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(": ok"), "{text}");
+    assert!(
+        text.contains("note: cluster: queue destinations live in Redis streams"),
+        "{text}"
+    );
+    assert!(text.contains("at-least-once"), "{text}");
+    let bad = temp_file("cluster-bad.toml", "[cluster]\nredis = \"http://x\"\n");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.redis"));
+}

@@ -13,10 +13,12 @@ use tokio_util::task::TaskTracker;
 use crate::access::{Access, Action};
 use crate::app::{AppRouter, Backend};
 use crate::auth::{AuthSetupError, Authenticator};
+use crate::cluster::{Cluster, ClusterError, Envelope};
 use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
 use crate::message::{MessageIds, Published};
 use crate::metrics::{DropReason, LocalCounters, Metrics};
 use crate::outbox::{Delivery, Outbound, Outbox, PushError};
+use crate::pattern::Pattern;
 use crate::queue::Queues;
 use crate::registry::{ConnId, Registry, Subscriber};
 use crate::router::{Route, Router};
@@ -73,6 +75,8 @@ pub struct Broker {
     pub admission: Arc<crate::admission::Admission>,
     /// Live SockJS sessions.
     pub sockjs: crate::sockjs::Sessions,
+    /// The cluster link, when `[cluster]` is configured.
+    pub cluster: Option<Arc<Cluster>>,
     ids: MessageIds,
     next_conn: AtomicU64,
     /// Every live session's outbox, so shutdown can reach them all.
@@ -83,16 +87,37 @@ pub struct Broker {
     pub tracker: TaskTracker,
 }
 
+/// Why the broker's shared state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Authentication settings.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    /// Cluster settings.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
 impl Broker {
     /// Builds the shared state for a validated configuration, without Rust handlers.
-    pub fn new(config: Config) -> Result<Arc<Self>, AuthSetupError> {
+    pub fn new(config: Config) -> Result<Arc<Self>, SetupError> {
         Self::with_app(config, AppRouter::new())
     }
 
     /// Builds the shared state with Rust application handlers; the configuration's
     /// `[[app.routes]]` come after them.
-    pub fn with_app(config: Config, app: AppRouter) -> Result<Arc<Self>, AuthSetupError> {
+    pub fn with_app(config: Config, app: AppRouter) -> Result<Arc<Self>, SetupError> {
         let auth = Authenticator::from_config(&config.auth)?;
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(Cluster::new)
+            .transpose()?
+            .map(Arc::new);
+        let ids = match &cluster {
+            Some(c) => MessageIds::with_node(c.node()),
+            None => MessageIds::new(),
+        };
         let router = Router::new(&config);
         // Validation compiled the rules already; should an unvalidated config get here with a
         // bad rule, fail closed.
@@ -123,12 +148,22 @@ impl Broker {
             registry,
             queues,
             metrics: Metrics::new(),
-            ids: MessageIds::new(),
+            ids,
+            cluster,
             next_conn: AtomicU64::new(1),
             sessions: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         }))
+    }
+
+    /// The session id CONNECTED shows, which also keys an anonymous session's user
+    /// destinations: unique across a cluster (the node's id is part of it).
+    pub fn session_name(&self, conn: ConnId) -> String {
+        match &self.cluster {
+            Some(c) => format!("{}-s{conn}", c.node()),
+            None => format!("s{conn}"),
+        }
     }
 
     /// A fresh connection id.
@@ -212,6 +247,12 @@ impl Broker {
             Route::Unserved => return Err(PublishError::Unserved(destination.to_owned())),
         };
         let id = self.ids.next_id();
+        // For the cluster link (a reference count, not a copy).
+        let msg_body = if self.cluster.is_some() {
+            body.clone()
+        } else {
+            Bytes::new()
+        };
         let msg = Arc::new(Published::from_send(
             destination,
             id.as_str(),
@@ -219,6 +260,25 @@ impl Broker {
             body,
         ));
         let outcome = match rule.mode {
+            DestinationMode::Queue if self.cluster.is_some() => {
+                // Into the cluster's stream; whichever node has a consumer with credit takes it.
+                let sent = self.cluster.as_ref().is_some_and(|c| {
+                    c.enqueue(
+                        destination,
+                        id.as_str(),
+                        headers,
+                        &msg_body,
+                        rule.max_pending,
+                    )
+                });
+                if !sent {
+                    self.metrics.cluster_dropped(1);
+                }
+                PublishOutcome {
+                    delivered: 0,
+                    dropped: usize::from(!sent),
+                }
+            }
             DestinationMode::Queue => {
                 let q = self.queues.get_or_create(destination, rule.max_pending);
                 let o = q.publish(msg);
@@ -230,9 +290,88 @@ impl Broker {
                     dropped: o.dropped,
                 }
             }
-            DestinationMode::Broadcast => self.fan_out(destination, &msg, rule.slow_consumer),
+            DestinationMode::Broadcast => {
+                let outcome = self.fan_out(destination, &msg, rule.slow_consumer);
+                if let Some(c) = &self.cluster
+                    && !c.publish(
+                        destination,
+                        destination,
+                        id.as_str(),
+                        rule.slow_consumer,
+                        headers,
+                        &msg_body,
+                    )
+                {
+                    self.metrics.cluster_dropped(1);
+                }
+                outcome
+            }
         };
         Ok(outcome)
+    }
+
+    /// Delivers a message another node accepted to this node's subscribers.
+    pub(crate) fn deliver_remote(&self, env: &Envelope) {
+        let msg = Arc::new(Published::from_envelope(env));
+        let outcome = self.fan_out(&env.key, &msg, env.policy);
+        self.metrics.delivered.inc_by(outcome.delivered as u64);
+    }
+
+    /// A queue message reached its end here (acknowledged, or written for auto-ack): in a
+    /// cluster, acknowledge it in Redis.
+    pub(crate) fn queue_done(&self, msg: &Published) {
+        if let (Some(c), Some(r)) = (&self.cluster, &msg.stream) {
+            c.acknowledge(r);
+        }
+    }
+
+    /// Registers a local subscription to an exact key (destination or user key).
+    pub(crate) fn subscribe_exact(&self, key: &str, sub: Subscriber) {
+        self.registry.subscribe_exact(key, sub);
+        if let Some(c) = &self.cluster {
+            c.watch_key(key);
+        }
+    }
+
+    /// Removes a local subscription to an exact key.
+    pub(crate) fn unsubscribe_exact(&self, key: &str, conn: ConnId, sub_key: u32) {
+        self.registry.unsubscribe_exact(key, conn, sub_key);
+        if let Some(c) = &self.cluster {
+            c.unwatch_key(key);
+        }
+    }
+
+    /// Registers a local wildcard subscription.
+    pub(crate) fn subscribe_pattern(&self, pattern: Pattern, sub: Subscriber) {
+        if let Some(c) = &self.cluster {
+            c.watch_pattern(pattern.literal_prefix());
+        }
+        self.registry.subscribe_pattern(pattern, sub);
+    }
+
+    /// Removes a local wildcard subscription.
+    pub(crate) fn unsubscribe_pattern(&self, pattern: &Pattern, conn: ConnId, sub_key: u32) {
+        self.registry.unsubscribe_pattern(pattern, conn, sub_key);
+        if let Some(c) = &self.cluster {
+            c.unwatch_pattern(pattern.literal_prefix());
+        }
+    }
+
+    /// A local consumer joined a queue destination.
+    pub(crate) fn queue_consumer_added(self: &Arc<Self>, queue: &Arc<crate::queue::Queue>) {
+        if let Some(c) = &self.cluster {
+            c.queue_consumer_added(self, queue);
+        }
+    }
+
+    /// A local consumer left a queue destination.
+    pub(crate) fn queue_consumer_removed(&self, queue: &crate::queue::Queue) {
+        if let Some(c) = &self.cluster
+            && queue.consumer_count() == 0
+        {
+            c.queue_idle(queue.name());
+            queue.clear_pending();
+        }
     }
 
     /// Publishes to every session of `user` subscribed to `/user{destination}`; the MESSAGE shows
@@ -277,8 +416,21 @@ impl Broker {
         };
         let id = self.ids.next_id();
         let shown = format!("{}{destination}", self.router.user_prefix());
+        let key = user_key(owner, destination);
+        if let Some(c) = &self.cluster
+            && !c.publish(
+                &key,
+                &shown,
+                id.as_str(),
+                rule.slow_consumer,
+                headers,
+                &body,
+            )
+        {
+            self.metrics.cluster_dropped(1);
+        }
         let msg = Arc::new(Published::from_send(&shown, id.as_str(), headers, body));
-        Ok(self.fan_out(&user_key(owner, destination), &msg, rule.slow_consumer))
+        Ok(self.fan_out(&key, &msg, rule.slow_consumer))
     }
 
     /// Hands `msg` to every matching broadcast subscription without waiting on any of them.

@@ -43,7 +43,7 @@ pub enum Cmd {
     /// first line of standard input, so it stays out of shell history.
     HashPassword,
     /// Load-test a broker (this one or any STOMP-over-WebSocket broker).
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Entry point of the binary. Printing to stdout is its job (print-config, check-config).
@@ -56,8 +56,11 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::CheckConfig { ref file }) => match Config::load(file) {
-            Ok(_) => {
+            Ok(config) => {
                 println!("{}: ok", file.display());
+                for note in config.notes() {
+                    println!("note: {note}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

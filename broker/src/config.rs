@@ -66,6 +66,57 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The SockJS endpoint.
     pub sockjs: SockJsConfig,
+    /// Several nodes as one broker over Redis; absent means a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: nodes share pub/sub, user destinations and queues through Redis.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`, or `rediss://` for TLS; a password may sit in the URL.
+    pub redis: String,
+    /// Environment variable holding the Redis password (kept out of the file).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// For `rediss://`: a PEM file of the CA that signed Redis's certificate, instead of the
+    /// system's trusted roots (a private CA).
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// This node's name in message ids and stream consumer groups; empty = random.
+    #[serde(default)]
+    pub node_id: String,
+    /// Prefix of every Redis key and channel, so clusters can share a Redis.
+    #[serde(default = "default_channel_prefix")]
+    pub channel_prefix: String,
+    /// Messages waiting to go to Redis (while it is slow or down); beyond, new ones are
+    /// dropped for other nodes (local delivery goes on) and counted.
+    #[serde(default = "default_cluster_backlog")]
+    pub max_backlog: usize,
+    /// Longest wait between reconnection attempts (the backoff starts at 50 ms).
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// A queue message handed to a node that has not been acknowledged for this long is
+    /// taken over by another node with consumers (the first node died, or its consumer
+    /// did not ack).
+    #[serde(default = "default_claim_idle_ms")]
+    pub claim_idle_ms: u64,
+}
+
+fn default_channel_prefix() -> String {
+    "stompbox".to_owned()
+}
+
+fn default_cluster_backlog() -> usize {
+    10_000
+}
+
+fn default_reconnect_max_ms() -> u64 {
+    5_000
+}
+
+fn default_claim_idle_ms() -> u64 {
+    30_000
 }
 
 /// `[sockjs]`: the SockJS endpoint for `withSockJS()` front ends.
@@ -638,6 +689,31 @@ impl Config {
         })
     }
 
+    /// Things worth knowing about a valid configuration (printed by `check-config`).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.cluster.is_some() {
+            if self
+                .destinations
+                .iter()
+                .any(|d| d.mode == DestinationMode::Queue)
+            {
+                notes.push(
+                    "cluster: queue destinations live in Redis streams; each one keeps about max_pending messages (Redis trims approximately, oldest first, uncounted), and broker.max_pending_total bounds only what a node holds for its own consumers".to_owned(),
+                );
+                notes.push(
+                    "cluster: queue delivery is at-least-once: a message a node took but did not see acknowledged within cluster.claim_idle_ms is delivered again elsewhere".to_owned(),
+                );
+            }
+            if self.sockjs.enabled {
+                notes.push(
+                    "cluster: SockJS HTTP transports need the load balancer to keep a client on one node (sticky by client address); its websocket transport does not".to_owned(),
+                );
+            }
+        }
+        notes
+    }
+
     /// Checks what serde cannot: relations between values and pattern syntax.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
@@ -765,6 +841,26 @@ impl Config {
             }
             if self.sockjs.streaming_bytes_limit < 1024 {
                 return invalid("sockjs.streaming_bytes_limit must be at least 1024".into());
+            }
+        }
+        if let Some(c) = &self.cluster {
+            if !(c.redis.starts_with("redis://") || c.redis.starts_with("rediss://")) {
+                return invalid("cluster.redis must be a redis:// or rediss:// URL".into());
+            }
+            if c.max_backlog == 0 || c.claim_idle_ms == 0 || c.reconnect_max_ms == 0 {
+                return invalid(
+                    "cluster.max_backlog, cluster.claim_idle_ms and cluster.reconnect_max_ms must be above 0"
+                        .into(),
+                );
+            }
+            if c.channel_prefix.is_empty()
+                || c.node_id.len() > 32
+                || c.node_id.contains([' ', '\n', ':'])
+            {
+                return invalid(
+                    "cluster.channel_prefix must not be empty, and cluster.node_id has no spaces or ':'"
+                        .into(),
+                );
             }
         }
         if self.rate_limit.burst_secs == 0 {

@@ -97,8 +97,15 @@ async fn route(
         return crate::sockjs::handle(Arc::clone(&broker), req, &rest, peer, permit).await;
     }
     match (req.method(), path) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/healthz") => match &broker.cluster {
+            // Still serving its own clients: up, but say what is missing.
+            Some(c) if !c.is_up() => text(StatusCode::OK, "degraded: Redis unreachable\n"),
+            _ => text(StatusCode::OK, "ok\n"),
+        },
         (&Method::GET, "/metrics") => {
+            broker.metrics.cluster_up.set(i64::from(
+                broker.cluster.as_ref().is_some_and(|c| c.is_up()),
+            ));
             let mut r = Response::new(full(Bytes::from(broker.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -28,6 +28,8 @@ pub struct Published {
     pub prepared: PreparedMessage,
     /// Whether deliveries go out as WebSocket text (body UTF-8 and not `application/octet-stream`).
     pub text: bool,
+    /// For a queue message read from a cluster's Redis stream: where to acknowledge it.
+    pub stream: Option<crate::cluster::StreamRef>,
 }
 
 impl Published {
@@ -45,7 +47,27 @@ impl Published {
             pass.map(|(n, v)| (n.as_ref(), v.as_ref())),
             body,
         );
-        Self { prepared, text }
+        Self {
+            prepared,
+            text,
+            stream: None,
+        }
+    }
+
+    /// Rebuilds a message another node accepted, with its id.
+    pub fn from_envelope(env: &crate::cluster::Envelope) -> Self {
+        Self::from_send(
+            &env.destination,
+            &env.message_id,
+            &env.headers(),
+            env.body.clone(),
+        )
+    }
+
+    /// Marks where in Redis the message came from.
+    pub fn with_stream(mut self, r: crate::cluster::StreamRef) -> Self {
+        self.stream = Some(r);
+        self
     }
 
     /// Encodes one delivery into a fresh frame.
@@ -82,6 +104,13 @@ pub struct MessageIds {
 }
 
 impl MessageIds {
+    /// Ids that also name a cluster node, so they are unique across nodes.
+    pub fn with_node(node: &str) -> Self {
+        let mut ids = Self::new();
+        ids.prefix = format!("{node}-{}", ids.prefix);
+        ids
+    }
+
     /// A generator whose prefix is derived from the start time.
     pub fn new() -> Self {
         let nanos = SystemTime::now()
@@ -119,8 +148,9 @@ pub struct MessageId {
 }
 
 impl MessageId {
-    /// A 64-bit base-36 prefix (13 characters), a dash and a 64-bit counter (20 digits) fit.
-    const CAPACITY: usize = 40;
+    /// A cluster node id (at most 32 characters) and a dash, a 64-bit base-36 prefix (13
+    /// characters), a dash and a 64-bit counter (20 digits) fit.
+    const CAPACITY: usize = 72;
 
     /// The id as text.
     pub fn as_str(&self) -> &str {

@@ -170,6 +170,10 @@ pub struct Metrics {
     pub app_overflow: Counter,
     refused: Vec<Counter>,
     denied: [Counter; 2],
+    cluster_errors: Counter,
+    cluster_dropped: Counter,
+    /// 1 while the cluster's links to Redis are up (0 when degraded or not clustered).
+    pub cluster_up: Gauge,
 }
 
 impl Metrics {
@@ -311,7 +315,28 @@ impl Metrics {
                 .get_or_create(&ActionLabel { action: a.as_str() })
                 .clone()
         });
+        let cluster_errors = Counter::default();
+        registry.register(
+            "cluster_errors",
+            "Failures talking to Redis (connects, publishes, reads)",
+            cluster_errors.clone(),
+        );
+        let cluster_dropped = Counter::default();
+        registry.register(
+            "cluster_dropped",
+            "Messages not sent to other nodes (Redis unreachable and the backlog full)",
+            cluster_dropped.clone(),
+        );
+        let cluster_up = Gauge::default();
+        registry.register(
+            "cluster_up",
+            "1 while the links to Redis are up",
+            cluster_up.clone(),
+        );
         Self {
+            cluster_errors,
+            cluster_dropped,
+            cluster_up,
             refused,
             denied,
             app_unhandled,
@@ -330,6 +355,16 @@ impl Metrics {
             bytes_out,
             queued,
         }
+    }
+
+    /// Counts a failure talking to Redis.
+    pub fn cluster_error(&self) {
+        self.cluster_errors.inc();
+    }
+
+    /// Counts messages that did not reach other nodes.
+    pub fn cluster_dropped(&self, n: u64) {
+        self.cluster_dropped.inc_by(n);
     }
 
     /// Counts a refused connection.

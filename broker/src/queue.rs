@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
+use tokio::sync::Notify;
 
 use crate::message::Published;
 use crate::outbox::{Delivery, Outbound, Outbox, PushError};
@@ -54,6 +55,8 @@ pub struct Queue {
     max_pending: usize,
     total_pending: Arc<AtomicUsize>,
     max_total: usize,
+    /// Signalled when consumers gain credit (the cluster's stream reader waits on it).
+    credit: Notify,
 }
 
 impl Queue {
@@ -73,12 +76,19 @@ impl Queue {
 
     /// Enqueues a message and dispatches what can be dispatched.
     pub fn publish(self: &Arc<Self>, msg: Arc<Published>) -> QueueOutcome {
+        self.publish_with(msg, false)
+    }
+
+    /// Enqueues a message read from the cluster's stream (`redelivered` when it was claimed
+    /// from another node).
+    pub fn publish_from_stream(self: &Arc<Self>, msg: Arc<Published>, redelivered: bool) {
+        self.publish_with(msg, redelivered);
+    }
+
+    fn publish_with(self: &Arc<Self>, msg: Arc<Published>, redelivered: bool) -> QueueOutcome {
         let mut st = self.lock();
         let mut dropped = 0;
-        st.pending.push_back(Pending {
-            msg,
-            redelivered: false,
-        });
+        st.pending.push_back(Pending { msg, redelivered });
         self.total_pending.fetch_add(1, Ordering::Relaxed);
         // Over this queue's bound, or over the bound of all queues together (so creating many
         // queue destinations cannot grow memory without end): the oldest go first.
@@ -110,6 +120,8 @@ impl Queue {
             credit: prefetch,
         });
         self.dispatch(&mut st);
+        drop(st);
+        self.credit.notify_one();
     }
 
     /// Removes a consumer; the caller requeues what it had not acknowledged.
@@ -130,6 +142,35 @@ impl Queue {
             c.credit = c.credit.saturating_add(n);
         }
         self.dispatch(&mut st);
+        drop(st);
+        self.credit.notify_one();
+    }
+
+    /// How many more messages the consumers can take now: their credit beyond what is
+    /// already waiting here.
+    pub fn wants(&self) -> usize {
+        let st = self.lock();
+        let credit: usize = st.consumers.iter().map(|c| c.credit as usize).sum();
+        credit.saturating_sub(st.pending.len())
+    }
+
+    /// Completes when consumers may have gained credit.
+    pub async fn credit_changed(&self) {
+        self.credit.notified().await;
+    }
+
+    /// Consumers subscribed here.
+    pub fn consumer_count(&self) -> usize {
+        self.lock().consumers.len()
+    }
+
+    /// Forgets the waiting messages (a clustered queue whose last local consumer left: the
+    /// messages stay in Redis, where another node claims them).
+    pub fn clear_pending(&self) {
+        let mut st = self.lock();
+        let n = st.pending.len();
+        st.pending.clear();
+        self.total_pending.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Puts messages back at the front, in their original order, marked redelivered.
@@ -219,6 +260,7 @@ impl Queues {
                 max_pending,
                 total_pending: Arc::clone(&self.total_pending),
                 max_total: self.max_total,
+                credit: Notify::new(),
             })
         });
         Arc::clone(&entry)

@@ -59,6 +59,9 @@ impl Server {
             .map_or((false, false), |t| (t.websocket, t.tcp));
         let broker = Broker::with_app(config, app).map_err(|e| invalid(e.to_string()))?;
         let admission = Arc::clone(&broker.admission);
+        if let Some(c) = &broker.cluster {
+            c.start(&broker);
+        }
         if broker.config.sockjs.enabled {
             broker
                 .tracker

@@ -19,14 +19,22 @@ pub struct Connector {
     pub passcode: Option<String>,
     /// Connections being set up at once.
     pub concurrency: usize,
+    /// Where subscribers connect, round robin (empty: `url`).
+    pub subscriber_urls: Vec<String>,
+    /// With subscriber URLs: the pause between subscribing and publishing.
+    pub settle: Duration,
 }
 
 impl Connector {
     /// One STOMP 1.2 session, heart-beats off (the benchmark measures messages, not pings).
     pub async fn open(&self) -> Result<Client, String> {
-        let mut c = Client::websocket(&self.url, &["v12.stomp"])
+        self.open_at(&self.url).await
+    }
+
+    async fn open_at(&self, url: &str) -> Result<Client, String> {
+        let mut c = Client::websocket(url, &["v12.stomp"])
             .await
-            .map_err(|e| format!("connect {}: {e}", self.url))?;
+            .map_err(|e| format!("connect {url}: {e}"))?;
         let mut headers: Vec<(&str, &str)> = vec![("heart-beat", "0,0"), ("host", "/")];
         if let Some(l) = &self.login {
             headers.push(("login", l));
@@ -54,7 +62,12 @@ impl Connector {
             let this = self.clone();
             set.spawn(async move {
                 let setup = async {
-                    let mut c = this.open().await?;
+                    // Subscribers spread over the subscriber URLs, when given.
+                    let url = match (&topic, this.subscriber_urls.len()) {
+                        (Some(_), n) if n > 0 => this.subscriber_urls[i % n].clone(),
+                        _ => this.url.clone(),
+                    };
+                    let mut c = this.open_at(&url).await?;
                     if let Some(t) = topic {
                         c.subscribe("sub-0", &t, &[])
                             .await

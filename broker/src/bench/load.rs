@@ -147,6 +147,11 @@ pub async fn run(connector: &Connector, plan: &Plan) -> Result<Outcome, String> 
         )
         .await?;
     let pubs = connector.open_many(vec![None; npub]).await?;
+    if !connector.subscriber_urls.is_empty() {
+        // Cluster nodes subscribe in Redis just after the local receipt: give them a moment,
+        // so the first messages are not counted lost.
+        tokio::time::sleep(connector.settle).await;
+    }
 
     let mut sub_tasks = Vec::with_capacity(subs.len());
     for (i, (c, sp)) in subs.into_iter().zip(&plan.subscribers).enumerate() {

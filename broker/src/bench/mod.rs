@@ -96,6 +96,14 @@ pub struct BenchArgs {
     /// Connections being set up at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
+    /// Spread subscribers round robin over these URLs (repeat the option) instead of
+    /// `--url`, which publishers keep using: for a fan-out across cluster nodes.
+    #[arg(long = "subscriber-url")]
+    pub subscriber_urls: Vec<String>,
+    /// With `--subscriber-url`: wait this long after the subscriptions' receipts before
+    /// publishing, so every cluster node has subscribed in Redis (milliseconds).
+    #[arg(long, default_value_t = 500)]
+    pub settle_ms: u64,
     /// Give up waiting for stragglers after this long without progress (seconds).
     #[arg(long, default_value_t = 5)]
     pub drain_timeout: u64,
@@ -117,6 +125,8 @@ pub async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
         login: args.login.clone(),
         passcode: args.passcode.clone(),
         concurrency: args.connect_concurrency,
+        subscriber_urls: args.subscriber_urls.clone(),
+        settle: std::time::Duration::from_millis(args.settle_ms),
     };
     if args.scenario == Scenario::Idle {
         return idle::run(&connector, args).await;
@@ -170,6 +180,7 @@ pub async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
         "shape": format!("{shape:?}").to_lowercase(),
         "url": args.url,
+        "subscriber_urls": args.subscriber_urls,
         "publishers": plan.publishers.len(),
         "subscribers": plan.subscribers.len(),
         "messages_per_publisher": args.messages,

@@ -376,6 +376,7 @@ impl Session {
                     .queues
                     .get_or_create(&destination, rule.max_pending);
                 q.add_consumer(self.conn, key, Arc::clone(&self.outbox), prefetch);
+                self.broker.queue_consumer_added(&q);
                 (Source::Queue(q), None)
             }
             DestinationMode::Broadcast => {
@@ -398,14 +399,10 @@ impl Session {
                 if wildcard {
                     let pattern = Pattern::parse(&registry_key, self.broker.router.separator())
                         .map_err(|e| ProtocolError::invalid("destination", e.to_string()))?;
-                    self.broker
-                        .registry
-                        .subscribe_pattern(pattern.clone(), subscriber);
+                    self.broker.subscribe_pattern(pattern.clone(), subscriber);
                     (Source::Pattern(pattern), credit)
                 } else {
-                    self.broker
-                        .registry
-                        .subscribe_exact(&registry_key, subscriber);
+                    self.broker.subscribe_exact(&registry_key, subscriber);
                     (Source::Exact, credit)
                 }
             }
@@ -452,15 +449,14 @@ impl Session {
     fn release_subscription(&self, key: u32, sub: Subscription) {
         self.broker.metrics.subscriptions.dec();
         match sub.source {
-            Source::Exact => {
-                self.broker
-                    .registry
-                    .unsubscribe_exact(&sub.registry_key, self.conn, key)
-            }
-            Source::Pattern(p) => self.broker.registry.unsubscribe_pattern(&p, self.conn, key),
+            Source::Exact => self
+                .broker
+                .unsubscribe_exact(&sub.registry_key, self.conn, key),
+            Source::Pattern(p) => self.broker.unsubscribe_pattern(&p, self.conn, key),
             Source::Queue(q) => {
                 q.remove_consumer(self.conn, key);
                 q.requeue(sub.unacked.into_iter().map(|u| u.msg));
+                self.broker.queue_consumer_removed(&q);
                 self.broker.queues.remove_if_idle(q.name());
             }
         }
@@ -517,6 +513,10 @@ impl Session {
             Source::Queue(q) => {
                 if requeue {
                     q.requeue(msgs.into_iter());
+                } else {
+                    for m in &msgs {
+                        self.broker.queue_done(m);
+                    }
                 }
                 q.settle(conn, key, n);
             }
@@ -635,6 +635,7 @@ impl Session {
         );
         if sub.ack == AckMode::Auto {
             if let Some(q) = &d.queue {
+                self.broker.queue_done(&d.msg);
                 q.settle(conn, d.key, 1);
             }
         } else {

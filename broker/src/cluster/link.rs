@@ -1,0 +1,206 @@
+//! The two long-lived links to Redis: one sends (PUBLISH, XADD, XACK, pipelined in batches,
+//! in order), one receives pub/sub messages for the keys local clients want. Each reconnects
+//! with exponential backoff and marks itself down meanwhile.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::codec::Envelope;
+use super::{Cluster, Outgoing, back_off};
+use crate::broker::Broker;
+
+/// Commands sent in one pipeline at most.
+const BATCH: usize = 128;
+
+/// Sends what the node has for Redis, in order.
+pub(super) async fn publisher(
+    broker: Arc<Broker>,
+    cluster: Arc<Cluster>,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let mut con = match cluster.client.get_multiplexed_async_connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                cluster.publisher_up.store(false, Ordering::Relaxed);
+                broker.metrics.cluster_error();
+                warn!(error = %e, "cluster: cannot reach Redis to publish; retrying");
+                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        cluster.publisher_up.store(true, Ordering::Relaxed);
+        backoff = Duration::from_millis(50);
+        loop {
+            batch.clear();
+            let n = tokio::select! {
+                biased;
+                n = rx.recv_many(&mut batch, BATCH) => n,
+                _ = broker.shutdown.cancelled() => {
+                    // A last drain of what is already there, so what was accepted before
+                    // shutdown still goes out; then stop.
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    batch.len()
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            let mut pipe = redis::pipe();
+            for cmd in batch.drain(..) {
+                match cmd {
+                    Outgoing::Publish { channel, payload } => {
+                        pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+                    }
+                    Outgoing::XAdd {
+                        key,
+                        payload,
+                        max_len,
+                    } => {
+                        pipe.cmd("XADD")
+                            .arg(key)
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(max_len)
+                            .arg("*")
+                            .arg("m")
+                            .arg(&payload[..])
+                            .ignore();
+                    }
+                    Outgoing::XAck { key, id } => {
+                        pipe.cmd("XACK")
+                            .arg(key)
+                            .arg(super::pump::GROUP)
+                            .arg(id)
+                            .ignore();
+                    }
+                }
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut con).await {
+                // The batch is lost for other nodes (local delivery happened); counted.
+                broker.metrics.cluster_error();
+                broker.metrics.cluster_dropped(n as u64);
+                cluster.publisher_up.store(false, Ordering::Relaxed);
+                warn!(error = %e, "cluster: publishing to Redis failed; reconnecting");
+                break;
+            }
+            if broker.shutdown.is_cancelled() && rx.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Receives other nodes' messages for the keys local clients subscribe to.
+pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut ever_up = false;
+    loop {
+        if broker.shutdown.is_cancelled() {
+            return;
+        }
+        let pubsub = match cluster.client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                cluster.subscriber_up.store(false, Ordering::Relaxed);
+                broker.metrics.cluster_error();
+                warn!(error = %e, "cluster: cannot reach Redis to subscribe; retrying");
+                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut channels = HashSet::new();
+        let mut patterns = HashSet::new();
+        if sync(&cluster, &mut sink, &mut channels, &mut patterns)
+            .await
+            .is_err()
+        {
+            broker.metrics.cluster_error();
+            continue;
+        }
+        cluster.subscriber_up.store(true, Ordering::Relaxed);
+        if ever_up {
+            info!("cluster: reconnected to Redis");
+        }
+        ever_up = true;
+        backoff = Duration::from_millis(50);
+        loop {
+            tokio::select! {
+                _ = broker.shutdown.cancelled() => return,
+                _ = cluster.interest_changed.notified() => {
+                    if sync(&cluster, &mut sink, &mut channels, &mut patterns).await.is_err() {
+                        break;
+                    }
+                }
+                msg = stream.next() => match msg {
+                    Some(m) => deliver(&broker, &cluster, &m),
+                    None => break,
+                },
+            }
+        }
+        cluster.subscriber_up.store(false, Ordering::Relaxed);
+        broker.metrics.cluster_error();
+        warn!("cluster: lost the Redis subscription link; reconnecting");
+    }
+}
+
+/// Brings Redis subscriptions in line with local interest.
+async fn sync(
+    cluster: &Cluster,
+    sink: &mut redis::aio::PubSubSink,
+    channels: &mut HashSet<String>,
+    patterns: &mut HashSet<String>,
+) -> redis::RedisResult<()> {
+    let (want_channels, want_patterns) = cluster.interest_snapshot();
+    let want_channels: HashSet<String> = want_channels.into_iter().collect();
+    let want_patterns: HashSet<String> = want_patterns.into_iter().collect();
+    for c in want_channels.difference(channels) {
+        sink.subscribe(c).await?;
+    }
+    for c in channels.difference(&want_channels) {
+        sink.unsubscribe(c).await?;
+    }
+    for p in want_patterns.difference(patterns) {
+        sink.psubscribe(p).await?;
+    }
+    for p in patterns.difference(&want_patterns) {
+        sink.punsubscribe(p).await?;
+    }
+    *channels = want_channels;
+    *patterns = want_patterns;
+    Ok(())
+}
+
+fn deliver(broker: &Broker, cluster: &Cluster, m: &redis::Msg) {
+    if cluster.channel_key(m.get_channel_name()).is_none() {
+        return;
+    }
+    let Ok(env) = Envelope::decode(Bytes::copy_from_slice(m.get_payload_bytes())) else {
+        broker.metrics.cluster_error();
+        return;
+    };
+    if env.origin == cluster.node {
+        // Delivered locally when it was accepted.
+        return;
+    }
+    broker.deliver_remote(&env);
+}

@@ -1,0 +1,480 @@
+//! Three `stompbox` processes and a real `redis-server`, all on free 127.0.0.1 ports: pub/sub,
+//! patterns and user destinations across nodes, each message exactly once; competing queue
+//! consumers across nodes, with nothing lost when a consumer's node is killed; Redis stopped
+//! and restarted mid-traffic; a node killed while the others keep serving.
+//!
+//! Needs `redis-server` on the PATH (the test command installs Debian's when missing).
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::Duration;
+
+use broker::client::{Client, Event};
+use common::*;
+use stomp_codec::{Command, Frame};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stompbox");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_port(port: u16) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually("the process listens", || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+}
+
+async fn redis(port: u16) -> Proc {
+    let child = Process::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on the PATH (apt-get install redis-server)");
+    let p = Proc(child);
+    wait_port(port).await;
+    p
+}
+
+struct Node {
+    /// Killed with the node.
+    _proc: Proc,
+    port: u16,
+}
+
+impl Node {
+    async fn start(name: &str, redis_port: u16, dir: &std::path::Path, users: &str) -> Self {
+        let port = free_port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nwebsocket = \"127.0.0.1:{port}\"\nshutdown_grace_ms = 1000\n\n\
+                 [[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n\
+                 [cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{name}\"\n\
+                 reconnect_max_ms = 200\nclaim_idle_ms = 1000\n\n{users}"
+            ),
+        )
+        .unwrap();
+        let child = Process::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = Proc(child);
+        wait_port(port).await;
+        Self { _proc: proc, port }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    async fn client(&self, headers: &[(&str, &str)]) -> Client {
+        let mut c = Client::websocket(&self.url(), &[]).await.unwrap();
+        c.connect(headers).await.unwrap();
+        c
+    }
+}
+
+/// The bodies of the next MESSAGE frames on `c` until one with body `last` (bounded).
+async fn bodies_until(c: &mut Client, last: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..10_000 {
+        let f = c.expect(Command::Message, WAIT).await.unwrap();
+        let body = String::from_utf8_lossy(&f.body).into_owned();
+        let done = body == last;
+        got.push(body);
+        if done {
+            return got;
+        }
+    }
+    panic!("never got {last}");
+}
+
+/// Waits until a message published on `from` to `destination` reaches `to` (subscribed to
+/// it): Redis subscriptions are set up asynchronously after SUBSCRIBE's receipt. Returns
+/// once the link works, having drained the probes.
+async fn linked(from: &mut Client, to: &mut Client, destination: &str) {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..200 {
+        let probe = format!("probe-{call}-{i}");
+        from.publish(destination, &probe).await.unwrap();
+        if let Ok(Event::Frame(f)) = to.next_event(Duration::from_millis(50)).await
+            && f.command == Command::Message
+        {
+            // Drain the probes still in flight, up to a marker.
+            let marker = format!("marker-{call}-{i}");
+            from.publish(destination, &marker).await.unwrap();
+            bodies_until(to, &marker).await;
+            return;
+        }
+    }
+    panic!("no link from one node to the other on {destination}");
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("stompbox-cluster-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_patterns_and_users_across_nodes_exactly_once() {
+    let dir = tempdir("pubsub");
+    let rport = free_port();
+    let _redis = redis(rport).await;
+    let hash = broker::auth::hash_password("pw").unwrap();
+    let users = format!(
+        "[auth]\nallow_anonymous = true\n\n[[auth.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+    );
+    let a = Node::start("a", rport, &dir, &users).await;
+    let b = Node::start("b", rport, &dir, &users).await;
+    let c = Node::start("c", rport, &dir, &users).await;
+
+    // Exact destinations.
+    let mut pa = a.client(&[]).await;
+    let mut sb = b.client(&[]).await;
+    let mut sc = c.client(&[]).await;
+    sb.subscribe("t", "/topic/news", &[]).await.unwrap();
+    sc.subscribe("t", "/topic/news", &[]).await.unwrap();
+    linked(&mut pa, &mut sb, "/topic/news").await;
+    linked(&mut pa, &mut sc, "/topic/news").await;
+    // sb saw the probes of sc's link too: drain them.
+    pa.publish("/topic/news", "drained").await.unwrap();
+    bodies_until(&mut sb, "drained").await;
+    bodies_until(&mut sc, "drained").await;
+    for i in 0..50 {
+        pa.publish("/topic/news", &format!("n{i}")).await.unwrap();
+    }
+    pa.publish("/topic/news", "end").await.unwrap();
+    let expected: Vec<String> = (0..50)
+        .map(|i| format!("n{i}"))
+        .chain(["end".into()])
+        .collect();
+    // In order, once each.
+    assert_eq!(bodies_until(&mut sb, "end").await, expected);
+    assert_eq!(bodies_until(&mut sc, "end").await, expected);
+
+    // A node's own subscriber gets its node's message once (not again from Redis).
+    let mut sb2 = b.client(&[]).await;
+    sb2.subscribe("t", "/topic/news", &[]).await.unwrap();
+    let mut pb = b.client(&[]).await;
+    pb.publish("/topic/news", "from-b").await.unwrap();
+    pb.publish("/topic/news", "from-b-end").await.unwrap();
+    assert_eq!(
+        bodies_until(&mut sb2, "from-b-end").await,
+        ["from-b", "from-b-end"]
+    );
+    assert_eq!(
+        bodies_until(&mut sc, "from-b-end").await,
+        ["from-b", "from-b-end"]
+    );
+    assert_eq!(
+        bodies_until(&mut sb, "from-b-end").await,
+        ["from-b", "from-b-end"]
+    );
+    let ids: HashSet<String> = {
+        pa.publish("/topic/news", "id-check").await.unwrap();
+        let f1 = sb.expect(Command::Message, WAIT).await.unwrap();
+        pb.publish("/topic/news", "id-check-2").await.unwrap();
+        let f2 = sb.expect(Command::Message, WAIT).await.unwrap();
+        [f1, f2]
+            .iter()
+            .map(|f| f.headers.get_str("message-id").unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids.len(), 2, "message ids are unique across nodes: {ids:?}");
+    assert!(ids.iter().any(|i| i.starts_with("a-")) && ids.iter().any(|i| i.starts_with("b-")));
+
+    // Wildcard subscriptions.
+    let mut wc = c.client(&[]).await;
+    wc.subscribe("w", "/topic/chat/**", &[]).await.unwrap();
+    linked(&mut pa, &mut wc, "/topic/chat/lobby").await;
+    pa.publish("/topic/chat/rust/today", "deep").await.unwrap();
+    pa.publish("/topic/chatter", "not-matching").await.unwrap();
+    pa.publish("/topic/chat/x", "last").await.unwrap();
+    assert_eq!(bodies_until(&mut wc, "last").await, ["deep", "last"]);
+
+    // User destinations: alice on two nodes, a message sent from the third.
+    let login = [("login", "alice"), ("passcode", "pw")];
+    let mut alice_a = a.client(&login).await;
+    let mut alice_b = b.client(&login).await;
+    alice_a
+        .subscribe("q", "/user/queue/inbox", &[])
+        .await
+        .unwrap();
+    alice_b
+        .subscribe("q", "/user/queue/inbox", &[])
+        .await
+        .unwrap();
+    let mut sender = c.client(&[]).await;
+    linked(&mut sender, &mut alice_b, "/user/alice/queue/inbox").await;
+    // alice_a got the probes too; drain them with a marker of its own.
+    sender
+        .publish("/user/alice/queue/inbox", "marker-a")
+        .await
+        .unwrap();
+    bodies_until(&mut alice_a, "marker-a").await;
+    bodies_until(&mut alice_b, "marker-a").await;
+    sender
+        .publish("/user/alice/queue/inbox", "hi alice")
+        .await
+        .unwrap();
+    for s in [&mut alice_a, &mut alice_b] {
+        let f = s.expect(Command::Message, WAIT).await.unwrap();
+        assert_eq!(&f.body[..], b"hi alice");
+        assert_eq!(f.headers.get_str("destination"), Some("/user/queue/inbox"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_consumers_compete_and_a_dead_nodes_messages_move_on() {
+    let dir = tempdir("queue");
+    let rport = free_port();
+    let _redis = redis(rport).await;
+    let a = Node::start("a", rport, &dir, "").await;
+    let b = Node::start("b", rport, &dir, "").await;
+    let c = Node::start("c", rport, &dir, "").await;
+
+    // Competing consumers on two nodes: each message exactly once over both.
+    let mut cb = b.client(&[]).await;
+    let mut cc = c.client(&[]).await;
+    cb.subscribe("q", "/queue/jobs", &[]).await.unwrap();
+    cc.subscribe("q", "/queue/jobs", &[]).await.unwrap();
+    let mut pa = a.client(&[]).await;
+    const N: usize = 200;
+    for i in 0..N {
+        pa.publish("/queue/jobs", &format!("job{i}")).await.unwrap();
+    }
+    let mut seen = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < N {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {N}",
+            seen.len()
+        );
+        for cl in [&mut cb, &mut cc] {
+            if let Ok(Event::Frame(f)) = cl.next_event(Duration::from_millis(20)).await
+                && f.command == Command::Message
+            {
+                let body = String::from_utf8_lossy(&f.body).into_owned();
+                assert!(seen.insert(body.clone()), "{body} delivered twice");
+            }
+        }
+    }
+
+    // A consumer takes messages and never acknowledges them; its node is killed. Another
+    // node's consumer gets every one of them.
+    drop(cb);
+    drop(cc);
+    let mut slow = b.client(&[]).await;
+    slow.subscribe(
+        "s",
+        "/queue/orders",
+        &[("ack", "client-individual"), ("prefetch-count", "5")],
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        pa.publish("/queue/orders", &format!("order{i}"))
+            .await
+            .unwrap();
+    }
+    for _ in 0..5 {
+        slow.expect(Command::Message, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    drop(b); // SIGKILL: no ack ever reaches Redis.
+    let mut rescuer = c.client(&[]).await;
+    rescuer
+        .subscribe("r", "/queue/orders", &[("ack", "client-individual")])
+        .await
+        .unwrap();
+    let mut got = HashSet::new();
+    for _ in 0..5 {
+        let f = rescuer
+            .expect(Command::Message, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(f.headers.get_str("redelivered"), Some("true"));
+        got.insert(String::from_utf8_lossy(&f.body).into_owned());
+        let ack = f.headers.get_str("ack").unwrap().to_owned();
+        rescuer
+            .send(&Frame::new(Command::Ack).header("id", ack))
+            .await
+            .unwrap();
+    }
+    let want: HashSet<String> = (0..5).map(|i| format!("order{i}")).collect();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_and_a_dead_node_leave_the_rest_serving() {
+    let dir = tempdir("faults");
+    let rport = free_port();
+    let redis_proc = redis(rport).await;
+    let a = Node::start("a", rport, &dir, "").await;
+    let b = Node::start("b", rport, &dir, "").await;
+    let c = Node::start("c", rport, &dir, "").await;
+    let mut pa = a.client(&[]).await;
+    let mut local = a.client(&[]).await;
+    let mut remote = b.client(&[]).await;
+    local.subscribe("l", "/topic/live", &[]).await.unwrap();
+    remote.subscribe("r", "/topic/live", &[]).await.unwrap();
+    linked(&mut pa, &mut remote, "/topic/live").await;
+    pa.publish("/topic/live", "m").await.unwrap();
+    bodies_until(&mut local, "m").await;
+
+    // Redis goes away: local delivery goes on, health says degraded, failures are counted.
+    drop(redis_proc);
+    eventually("health says degraded", || async {
+        http_get(a.addr(), "/healthz", "")
+            .await
+            .1
+            .contains("degraded")
+    })
+    .await;
+    pa.publish("/topic/live", "during-outage").await.unwrap();
+    bodies_until(&mut local, "during-outage").await;
+    let (_, metrics) = http_get(a.addr(), "/metrics", "").await;
+    assert!(metrics.contains("stompbox_cluster_up 0"), "{metrics}");
+    let errors: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("stompbox_cluster_errors_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(errors > 0.0);
+
+    // Redis comes back on the same port: cross-node delivery resumes by itself.
+    let _redis2 = redis(rport).await;
+    eventually("health is ok again", || async {
+        http_get(a.addr(), "/healthz", "").await.1.ends_with("ok\n")
+    })
+    .await;
+    linked(&mut pa, &mut remote, "/topic/live").await;
+
+    // A node dies; the others keep serving each other.
+    drop(a);
+    drop(pa);
+    drop(local);
+    let mut pc = c.client(&[]).await;
+    linked(&mut pc, &mut remote, "/topic/live").await;
+    pc.publish("/topic/live", "after-a").await.unwrap();
+    bodies_until(&mut remote, "after-a").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_password() {
+    let dir = tempdir("tls");
+    let rport = free_port();
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let child = Process::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &rport.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(keys.join("tls-server1.pem"))
+        .arg("--tls-key-file")
+        .arg(keys.join("tls-server1.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(keys.join("tls-ca.pem"))
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on the PATH");
+    let _redis = Proc(child);
+    wait_port(rport).await;
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let port = free_port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nwebsocket = \"127.0.0.1:{port}\"\n\n[cluster]\nredis = \"rediss://localhost:{rport}\"\n\
+                 password_env = \"TEST_REDIS_PASSWORD\"\ntls_ca_file = {:?}\nnode_id = \"{name}\"\n",
+                keys.join("tls-ca.pem")
+            ),
+        )
+        .unwrap();
+        let child = Process::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .env("TEST_REDIS_PASSWORD", "s3cret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = Proc(child);
+        wait_port(port).await;
+        nodes.push(Node { _proc: proc, port });
+    }
+    let mut pa = nodes[0].client(&[]).await;
+    let mut sb = nodes[1].client(&[]).await;
+    sb.subscribe("t", "/topic/secure", &[]).await.unwrap();
+    linked(&mut pa, &mut sb, "/topic/secure").await;
+    eventually("both nodes report healthy", || async {
+        http_get(nodes[0].addr(), "/healthz", "")
+            .await
+            .1
+            .ends_with("ok\n")
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
