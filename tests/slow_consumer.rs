@@ -111,9 +111,8 @@ async fn disconnect_policy_disconnects_the_slow_one() {
         c.outbox.max_bytes = 256 * 1024;
         c.destinations.push(DestinationRule {
             pattern: "/topic/strict".into(),
-            mode: Default::default(),
             slow_consumer: Some(SlowConsumerPolicy::Disconnect),
-            max_pending: None,
+            ..DestinationRule::default()
         });
     })
     .await;

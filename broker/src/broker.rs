@@ -77,6 +77,10 @@ pub struct Broker {
     pub sockjs: crate::sockjs::Sessions,
     /// The cluster link, when `[cluster]` is configured.
     pub cluster: Option<Arc<Cluster>>,
+    /// Destinations' histories and retained values.
+    pub histories: crate::history::Histories,
+    /// Who is subscribed to destinations with presence.
+    pub presence: crate::presence::Presence,
     ids: MessageIds,
     next_conn: AtomicU64,
     /// Every live session's outbox, so shutdown can reach them all.
@@ -141,6 +145,8 @@ impl Broker {
             access,
             admission,
             sockjs: crate::sockjs::Sessions::default(),
+            histories: crate::history::Histories::new(config.broker.history_max_bytes),
+            presence: crate::presence::Presence::default(),
             app,
             backend,
             config: Arc::new(config),
@@ -246,6 +252,15 @@ impl Broker {
             Route::App { .. } => return Err(PublishError::AppDestination(destination.to_owned())),
             Route::Unserved => return Err(PublishError::Unserved(destination.to_owned())),
         };
+        if rule.mode == DestinationMode::Broadcast && rule.keep.any() {
+            // Ids from the destination's own sequence, recorded and delivered in one step.
+            let history = self.histories.get_or_create(destination, rule.keep);
+            return Ok(history.publish(|id| {
+                let msg = Arc::new(Published::from_send(destination, id, headers, body));
+                let outcome = self.fan_out(destination, &msg, rule.slow_consumer);
+                (msg, outcome)
+            }));
+        }
         let id = self.ids.next_id();
         // For the cluster link (a reference count, not a copy).
         let msg_body = if self.cluster.is_some() {
@@ -308,6 +323,27 @@ impl Broker {
             }
         };
         Ok(outcome)
+    }
+
+    /// Counts a subscription in or out of `destination`'s presence and announces the change
+    /// on its companion destination.
+    pub(crate) fn announce_presence(&self, destination: &str, user: Option<&str>, joined: bool) {
+        let companion = crate::presence::companion(destination, self.router.separator());
+        self.presence.change(destination, user, joined, |event| {
+            let mut h = Headers::new();
+            h.push("content-type", "application/json");
+            let _ = self.publish(&companion, &h, Bytes::from(event));
+        });
+    }
+
+    /// The destination `destination` reports presence for, when it is a companion
+    /// destination of one with presence.
+    pub fn presence_base<'a>(&self, destination: &'a str) -> Option<&'a str> {
+        let base = crate::presence::base_of(destination, self.router.separator())?;
+        match self.router.route_broker(base) {
+            Route::Broker(rule) if rule.presence => Some(base),
+            _ => None,
+        }
     }
 
     /// Delivers a message another node accepted to this node's subscribers.
@@ -450,12 +486,19 @@ impl Broker {
             {
                 return;
             }
-            let pushed = if sub.auto_ack {
+            // The first message after a resume that found a gap says so.
+            let gap = sub
+                .gap
+                .as_ref()
+                .is_some_and(|g| g.swap(false, std::sync::atomic::Ordering::AcqRel));
+            let pushed = if gap {
+                deliver_with_credit(sub, msg, crate::outbox::Mark::Gap)
+            } else if sub.auto_ack {
                 let frame = shared.get(sub, msg);
                 let size = frame.len();
                 sub.outbox.push(Outbound::Frame(frame), size)
             } else {
-                deliver_with_credit(sub, msg)
+                deliver_with_credit(sub, msg, crate::outbox::Mark::None)
             };
             match pushed {
                 Ok(()) => outcome.delivered += 1,
@@ -526,7 +569,11 @@ pub fn split_user(rest: &str) -> Option<(String, &str)> {
     Some((name.replace("%2F", "/").replace("%2f", "/"), dest))
 }
 
-fn deliver_with_credit(sub: &Subscriber, msg: &Arc<Published>) -> Result<(), PushError> {
+fn deliver_with_credit(
+    sub: &Subscriber,
+    msg: &Arc<Published>,
+    mark: crate::outbox::Mark,
+) -> Result<(), PushError> {
     let credit = sub.credit.as_ref();
     if let Some(c) = credit
         && !c.try_take()
@@ -538,6 +585,7 @@ fn deliver_with_credit(sub: &Subscriber, msg: &Arc<Published>) -> Result<(), Pus
         msg: Arc::clone(msg),
         redelivered: false,
         queue: None,
+        mark,
     });
     let r = sub.outbox.push(item, msg.size_hint());
     if r.is_err()

@@ -638,6 +638,8 @@ pub struct BrokerConfig {
     pub max_pending: usize,
     /// Bound of messages held by all queue-mode destinations together.
     pub max_pending_total: usize,
+    /// Bytes all destinations' histories may hold together.
+    pub history_max_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -648,12 +650,13 @@ impl Default for BrokerConfig {
             slow_consumer: SlowConsumerPolicy::Drop,
             max_pending: 10_000,
             max_pending_total: 1_000_000,
+            history_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
 /// One `[[destinations]]` entry.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationRule {
     /// Ant-style pattern of the destinations this rule covers.
@@ -667,6 +670,18 @@ pub struct DestinationRule {
     /// Overrides `[broker] max_pending` (queue mode).
     #[serde(default)]
     pub max_pending: Option<usize>,
+    /// Messages kept per destination for subscribers that resume (`resume-from`); 0: none.
+    #[serde(default)]
+    pub history: usize,
+    /// Age limit of kept messages (milliseconds); 0: none.
+    #[serde(default)]
+    pub history_ttl_ms: u64,
+    /// A new subscriber immediately gets the destination's latest message.
+    #[serde(default)]
+    pub retain_last: bool,
+    /// Who is subscribed, as a snapshot and join/leave events on `<destination>/presence`.
+    #[serde(default)]
+    pub presence: bool,
 }
 
 impl Config {
@@ -756,6 +771,22 @@ impl Config {
         for (i, rule) in self.destinations.iter().enumerate() {
             if let Err(e) = Pattern::parse(&rule.pattern, sep) {
                 return invalid(format!("destinations[{i}].pattern {:?}: {e}", rule.pattern));
+            }
+            let keeps = rule.history > 0 || rule.history_ttl_ms > 0 || rule.retain_last;
+            if rule.mode == DestinationMode::Queue && (keeps || rule.presence) {
+                return invalid(format!(
+                    "destinations[{i}]: history, retain_last and presence are for broadcast destinations, not queues"
+                ));
+            }
+            if rule.history_ttl_ms > 0 && rule.history == 0 {
+                return invalid(format!(
+                    "destinations[{i}]: history_ttl_ms needs history (the number of messages to keep)"
+                ));
+            }
+            if (keeps || rule.presence) && self.cluster.is_some() {
+                return invalid(format!(
+                    "destinations[{i}]: history, retain_last and presence are not available with [cluster] yet"
+                ));
             }
             if !self
                 .broker

@@ -106,6 +106,7 @@ async fn route(
             broker.metrics.cluster_up.set(i64::from(
                 broker.cluster.as_ref().is_some_and(|c| c.is_up()),
             ));
+            broker.metrics.history(&broker.histories.totals);
             let mut r = Response::new(full(Bytes::from(broker.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -174,6 +174,10 @@ pub struct Metrics {
     cluster_dropped: Counter,
     /// 1 while the cluster's links to Redis are up (0 when degraded or not clustered).
     pub cluster_up: Gauge,
+    history_messages: Gauge,
+    history_bytes: Gauge,
+    history_evicted: Counter,
+    history_evicted_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -333,7 +337,29 @@ impl Metrics {
             "1 while the links to Redis are up",
             cluster_up.clone(),
         );
+        let history_messages = Gauge::default();
+        registry.register(
+            "history_messages",
+            "Messages held in destination histories (and retained values)",
+            history_messages.clone(),
+        );
+        let history_bytes = Gauge::default();
+        registry.register(
+            "history_bytes",
+            "Bytes held in destination histories (bounded by broker.history_max_bytes)",
+            history_bytes.clone(),
+        );
+        let history_evicted = Counter::default();
+        registry.register(
+            "history_evicted",
+            "Messages dropped from histories by their count, age or the total byte bound",
+            history_evicted.clone(),
+        );
         Self {
+            history_messages,
+            history_bytes,
+            history_evicted,
+            history_evicted_seen: std::sync::atomic::AtomicU64::new(0),
             cluster_errors,
             cluster_dropped,
             cluster_up,
@@ -355,6 +381,16 @@ impl Metrics {
             bytes_out,
             queued,
         }
+    }
+
+    /// Brings the history figures up to date (called before rendering).
+    pub fn history(&self, t: &crate::history::Totals) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.history_messages.set(t.messages.load(Relaxed) as i64);
+        self.history_bytes.set(t.bytes.load(Relaxed) as i64);
+        let evicted = t.evicted.load(Relaxed);
+        let seen = self.history_evicted_seen.swap(evicted, Relaxed);
+        self.history_evicted.inc_by(evicted.saturating_sub(seen));
     }
 
     /// Counts a failure talking to Redis.

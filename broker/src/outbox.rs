@@ -38,6 +38,21 @@ pub struct Delivery {
     pub redelivered: bool,
     /// The queue the message came from, so an undeliverable message can go back to it.
     pub queue: Option<Arc<Queue>>,
+    /// A header this delivery carries beyond the message's own.
+    pub mark: Mark,
+}
+
+/// What a delivery says about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mark {
+    /// Nothing.
+    #[default]
+    None,
+    /// `retained:true`: the destination's latest message, handed to a new subscriber.
+    Retained,
+    /// `resume-gap:true`: messages were missed before this one (the resume position was no
+    /// longer in the history); the application should reload its state.
+    Gap,
 }
 
 /// Why a push failed.

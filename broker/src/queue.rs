@@ -206,6 +206,7 @@ impl Queue {
                 msg: Arc::clone(&p.msg),
                 redelivered: p.redelivered,
                 queue: Some(Arc::clone(self)),
+                mark: crate::outbox::Mark::None,
             });
             match consumer.outbox.push_credited(item, size) {
                 Ok(()) => {

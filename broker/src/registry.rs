@@ -42,6 +42,9 @@ pub struct Subscriber {
     /// For a wildcard subscription under access rules: who subscribed, so each delivery's
     /// concrete destination is checked. `None` for everything checked once at SUBSCRIBE.
     pub guard: Option<Arc<crate::auth::Identity>>,
+    /// Set when the next delivery must carry `resume-gap:true` (a resume that found a gap
+    /// and nothing to replay).
+    pub gap: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Bounds a subscription's unacknowledged deliveries (`prefetch-count`).
@@ -67,6 +70,12 @@ impl Credit {
                 (n < self.limit).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Takes one unit whatever the window (a resumed subscription's replay, bounded by the
+    /// history instead); acknowledgements give it back as usual.
+    pub fn take_forced(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Returns `n` units (acknowledged, or never delivered).
@@ -264,6 +273,7 @@ mod tests {
             credit: None,
             outbox: Arc::new(Outbox::new(10, 10_000)),
             guard: None,
+            gap: None,
         }
     }
 

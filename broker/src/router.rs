@@ -17,6 +17,10 @@ pub struct Rule {
     pub slow_consumer: SlowConsumerPolicy,
     /// Queue bound.
     pub max_pending: usize,
+    /// History and retained value.
+    pub keep: crate::history::Keep,
+    /// Presence on `<destination>/presence`.
+    pub presence: bool,
 }
 
 /// The outcome of routing a destination.
@@ -58,6 +62,12 @@ impl Router {
             mode: DestinationMode::Broadcast,
             slow_consumer: config.broker.slow_consumer,
             max_pending: config.broker.max_pending,
+            keep: crate::history::Keep {
+                messages: 0,
+                ttl: None,
+                retain_last: false,
+            },
+            presence: false,
         };
         let rules = config
             .destinations
@@ -70,6 +80,13 @@ impl Router {
                         mode: r.mode,
                         slow_consumer: r.slow_consumer.unwrap_or(default.slow_consumer),
                         max_pending: r.max_pending.unwrap_or(default.max_pending),
+                        keep: crate::history::Keep {
+                            messages: r.history,
+                            ttl: (r.history_ttl_ms > 0)
+                                .then(|| std::time::Duration::from_millis(r.history_ttl_ms)),
+                            retain_last: r.retain_last,
+                        },
+                        presence: r.presence,
                     },
                 ))
             })

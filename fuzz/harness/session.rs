@@ -74,6 +74,7 @@ fn config() -> Config {
         mode: DestinationMode::Queue,
         slow_consumer: None,
         max_pending: Some(16),
+        ..DestinationRule::default()
     }];
     c
 }

@@ -204,6 +204,7 @@ pub fn queue_rule(pattern: &str, max_pending: Option<usize>) -> broker::config::
         mode: broker::config::DestinationMode::Queue,
         slow_consumer: None,
         max_pending,
+        ..Default::default()
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use stomp_codec::{Command, Delivery as WireDelivery, Frame, Headers, Version};
@@ -19,7 +20,7 @@ use crate::app::{AppMessage, OwnerName, Payload, Target};
 use crate::auth::Identity;
 use crate::broker::{split_user, user_key};
 use crate::config::{DestinationMode, RouteOn, Unhandled};
-use crate::outbox::{Delivery, Outbound};
+use crate::outbox::{Delivery, Mark, Outbound};
 use crate::pattern::{Pattern, is_pattern};
 use crate::registry::{Credit, Subscriber};
 use crate::router::Route;
@@ -164,6 +165,11 @@ impl Session {
             _ => {}
         }
         self.authorize(Action::Publish, destination)?;
+        if self.broker.presence_base(destination).is_some() {
+            return Err(ProtocolError::AccessDenied(format!(
+                "'{destination}' reports presence and is written by the broker only"
+            )));
+        }
         if let Some(tx) = frame.headers.get_str("transaction") {
             let tx = tx.to_owned();
             let size = frame.body.len();
@@ -381,6 +387,17 @@ impl Session {
             }
             DestinationMode::Broadcast => {
                 let credit = (ack != AckMode::Auto).then(|| Arc::new(Credit::new(prefetch)));
+                let resume = h.get_str("resume-from");
+                if resume.is_some() && wildcard {
+                    return Err(ProtocolError::invalid(
+                        "resume-from",
+                        "resuming needs an exact destination, not a pattern",
+                    ));
+                }
+                let history = (!user_destination && !wildcard && rule.keep.any())
+                    .then(|| self.broker.histories.get_or_create(&destination, rule.keep));
+                // A resume where nothing is kept is a gap: the first message says so.
+                let gap = resume.map(|_| Arc::new(AtomicBool::new(history.is_none())));
                 let subscriber = Subscriber {
                     conn: self.conn,
                     key,
@@ -395,18 +412,95 @@ impl Session {
                                 .clone()
                                 .unwrap_or_else(|| Arc::new(Identity::default()))
                         }),
+                    gap: gap.clone(),
                 };
                 if wildcard {
                     let pattern = Pattern::parse(&registry_key, self.broker.router.separator())
                         .map_err(|e| ProtocolError::invalid("destination", e.to_string()))?;
                     self.broker.subscribe_pattern(pattern.clone(), subscriber);
                     (Source::Pattern(pattern), credit)
+                } else if let Some(base) = (!user_destination)
+                    .then(|| self.broker.presence_base(&destination))
+                    .flatten()
+                {
+                    // A presence companion: the snapshot first, then the changes.
+                    let broker = &self.broker;
+                    let outbox = &self.outbox;
+                    broker.presence.snapshot(
+                        base,
+                        || broker.subscribe_exact(&registry_key, subscriber),
+                        |snapshot| {
+                            let mut headers = stomp_codec::Headers::new();
+                            headers.push("content-type", "application/json");
+                            let id = broker.next_message_id();
+                            let msg = Arc::new(crate::message::Published::from_send(
+                                &destination,
+                                &id,
+                                &headers,
+                                Bytes::from(snapshot),
+                            ));
+                            if let Some(c) = &credit {
+                                c.take_forced();
+                            }
+                            let size = msg.size_hint();
+                            let _ = outbox.push_credited(
+                                Outbound::Deliver(Delivery {
+                                    key,
+                                    msg,
+                                    redelivered: false,
+                                    queue: None,
+                                    mark: Mark::None,
+                                }),
+                                size,
+                            );
+                        },
+                    );
+                    (Source::Exact, credit)
+                } else if let Some(history) = history {
+                    // Registered and handed what came before in one step (see `history`).
+                    let broker = &self.broker;
+                    let outbox = &self.outbox;
+                    let no_gap = AtomicBool::new(false);
+                    history.join(
+                        resume,
+                        || broker.subscribe_exact(&registry_key, subscriber),
+                        |msg, first_after_gap| {
+                            let mark = if first_after_gap {
+                                Mark::Gap
+                            } else if resume.is_none() {
+                                Mark::Retained
+                            } else {
+                                Mark::None
+                            };
+                            if let Some(c) = &credit {
+                                c.take_forced();
+                            }
+                            // Past the outbox bound if need be: the history bounds it.
+                            let _ = outbox.push_credited(
+                                Outbound::Deliver(Delivery {
+                                    key,
+                                    msg: Arc::clone(msg),
+                                    redelivered: false,
+                                    queue: None,
+                                    mark,
+                                }),
+                                msg.size_hint(),
+                            );
+                        },
+                        gap.as_deref().unwrap_or(&no_gap),
+                    );
+                    (Source::Exact, credit)
                 } else {
                     self.broker.subscribe_exact(&registry_key, subscriber);
                     (Source::Exact, credit)
                 }
             }
         };
+        let presence = matches!(source, Source::Exact) && !user_destination && rule.presence;
+        if presence {
+            self.broker
+                .announce_presence(&destination, self.user.as_deref(), true);
+        }
         self.subs.insert(Subscription {
             id,
             destination,
@@ -415,6 +509,7 @@ impl Session {
             source,
             credit,
             unacked: Default::default(),
+            presence,
         });
         self.broker.metrics.subscriptions.inc();
         Ok(())
@@ -448,6 +543,10 @@ impl Session {
     /// back to their queue.
     fn release_subscription(&self, key: u32, sub: Subscription) {
         self.broker.metrics.subscriptions.dec();
+        if sub.presence {
+            self.broker
+                .announce_presence(&sub.destination, self.user.as_deref(), false);
+        }
         match sub.source {
             Source::Exact => self
                 .broker
@@ -620,10 +719,11 @@ impl Session {
         let mut ack_buf = [0u8; 24];
         let ack_id = (sub.ack != AckMode::Auto && version == Version::V1_2)
             .then(|| format_ack_id(&mut ack_buf, d.key, seq));
-        let extra: &[(&[u8], &[u8])] = if d.redelivered {
-            &[(b"redelivered", b"true")]
-        } else {
-            &[]
+        let extra: &[(&[u8], &[u8])] = match (d.redelivered, d.mark) {
+            (true, _) => &[(b"redelivered", b"true")],
+            (false, Mark::Retained) => &[(b"retained", b"true")],
+            (false, Mark::Gap) => &[(b"resume-gap", b"true")],
+            (false, Mark::None) => &[],
         };
         let frame = d.msg.encode(
             version,

@@ -73,6 +73,8 @@ pub struct Subscription {
     pub credit: Option<Arc<Credit>>,
     /// Deliveries not yet acknowledged, oldest first.
     pub unacked: VecDeque<Unacked>,
+    /// Counted in the destination's presence (announce the leave when it ends).
+    pub presence: bool,
 }
 
 /// All of a session's subscriptions, in a vector sorted by key (keys only grow, so pushing

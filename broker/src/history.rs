@@ -1,0 +1,395 @@
+//! Per-destination history and retained last values, so a client that reconnects resumes
+//! where it left off instead of losing what was published meanwhile.
+//!
+//! A destination with `history = N` (and/or `history_ttl_ms`, `retain_last`) numbers its
+//! messages with ids of the form `<milliseconds>-<counter>`, increasing per destination, so a
+//! client's last seen id says exactly where it is. Publishing and joining take the
+//! destination's lock: a publish assigns the id, records the message and hands it to the
+//! subscribers in one step, and a subscriber that joins (with `resume-from`) is registered and
+//! given the messages after its id in one step, so no message falls in the seam between
+//! replay and live delivery and none arrives twice. The lock is per destination and only for
+//! destinations with history; nothing else takes it.
+//!
+//! Memory is bounded per destination (`history` messages, `history_ttl_ms`) and over all of
+//! them (`[broker] history_max_bytes`: past it, a destination that appends drops its own
+//! oldest messages).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use crate::message::Published;
+
+/// A position in a destination's history: `<ms>-<n>`, ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq {
+    ms: u64,
+    n: u64,
+}
+
+impl Seq {
+    /// Parses `<ms>-<n>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, n) = s.trim().split_once('-')?;
+        Some(Self {
+            ms: ms.parse().ok()?,
+            n: n.parse().ok()?,
+        })
+    }
+
+    fn after(last: Option<Seq>, now_ms: u64) -> Seq {
+        match last {
+            Some(l) if l.ms >= now_ms => Seq {
+                ms: l.ms,
+                n: l.n + 1,
+            },
+            _ => Seq { ms: now_ms, n: 0 },
+        }
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.n)
+    }
+}
+
+/// How a destination keeps its past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keep {
+    /// Messages kept (0: none beyond the retained last one).
+    pub messages: usize,
+    /// Age limit; `None`: no limit.
+    pub ttl: Option<Duration>,
+    /// Hand the newest message to each new subscriber.
+    pub retain_last: bool,
+}
+
+impl Keep {
+    /// Whether the destination keeps anything at all.
+    pub fn any(&self) -> bool {
+        self.messages > 0 || self.retain_last
+    }
+
+    fn capacity(&self) -> usize {
+        self.messages.max(usize::from(self.retain_last))
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: Seq,
+    at: Instant,
+    size: usize,
+    msg: Arc<Published>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    last: Option<Seq>,
+    last_dropped: Option<Seq>,
+}
+
+/// What a joining subscriber gets before the live stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Join {
+    /// Nothing to hand over.
+    Nothing,
+    /// The newest message, as the retained value.
+    Retained,
+    /// The messages after the subscriber's position, all of them.
+    Resumed,
+    /// The subscriber's position is no longer (or was never) in the history: what is left,
+    /// the first marked as following a gap.
+    Gap,
+}
+
+/// One destination's history.
+#[derive(Debug)]
+pub struct History {
+    keep: Keep,
+    state: Mutex<State>,
+    totals: Arc<Totals>,
+}
+
+/// Counters over every history, for the global bound and /metrics.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Bytes held (message sizes as encoded).
+    pub bytes: AtomicUsize,
+    /// Messages held.
+    pub messages: AtomicUsize,
+    /// Messages dropped by a bound (count, age or the global byte limit).
+    pub evicted: AtomicU64,
+    max_bytes: usize,
+}
+
+impl History {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes under the destination's lock: `deliver` gets the message id, builds the
+    /// message, hands it to the current subscribers and returns it to be recorded.
+    pub fn publish<T>(&self, deliver: impl FnOnce(&str) -> (Arc<Published>, T)) -> T {
+        let mut st = self.lock();
+        let seq = Seq::after(st.last, now_ms());
+        let (msg, out) = deliver(&seq.to_string());
+        let size = msg.size_hint();
+        st.last = Some(seq);
+        st.bytes += size;
+        st.entries.push_back(Entry {
+            seq,
+            at: Instant::now(),
+            size,
+            msg,
+        });
+        self.totals.bytes.fetch_add(size, Ordering::Relaxed);
+        self.totals.messages.fetch_add(1, Ordering::Relaxed);
+        self.evict(&mut st);
+        out
+    }
+
+    /// Registers a subscriber and hands it what it should get before the live stream, under
+    /// the destination's lock. `register` adds it to the live subscribers; `hand` is called
+    /// for each earlier message in order, with `true` for the first one after a gap.
+    ///
+    /// `gap_next` is set, under the lock, when the position was lost and there is nothing to
+    /// replay: the next live message must carry the gap mark.
+    pub fn join(
+        &self,
+        resume_from: Option<&str>,
+        register: impl FnOnce(),
+        mut hand: impl FnMut(&Arc<Published>, bool),
+        gap_next: &std::sync::atomic::AtomicBool,
+    ) -> Join {
+        let mut st = self.lock();
+        self.evict(&mut st);
+        register();
+        let Some(from) = resume_from else {
+            if self.keep.retain_last
+                && let Some(last) = st.entries.back()
+            {
+                hand(&last.msg, false);
+                return Join::Retained;
+            }
+            return Join::Nothing;
+        };
+        let from = Seq::parse(from);
+        let found = from.and_then(|f| st.entries.iter().position(|e| e.seq == f));
+        let start = match (found, from) {
+            (Some(i), _) => Some(i + 1),
+            // Up to date: the last message, or the last one before those kept.
+            (None, Some(f)) if Some(f) == st.last || Some(f) == st.last_dropped => Some(0),
+            _ => None,
+        };
+        match start {
+            Some(i) => {
+                let mut any = false;
+                for e in st.entries.iter().skip(i) {
+                    hand(&e.msg, false);
+                    any = true;
+                }
+                if any { Join::Resumed } else { Join::Nothing }
+            }
+            None => {
+                let mut first = true;
+                for e in st.entries.iter() {
+                    hand(&e.msg, first);
+                    first = false;
+                }
+                if first {
+                    // Nothing to replay: the next live message carries the gap mark.
+                    gap_next.store(true, Ordering::Release);
+                }
+                Join::Gap
+            }
+        }
+    }
+
+    fn evict(&self, st: &mut State) {
+        let now = Instant::now();
+        let cap = self.keep.capacity();
+        loop {
+            let Some(front) = st.entries.front() else {
+                return;
+            };
+            let too_many = st.entries.len() > cap;
+            let too_old = self
+                .keep
+                .ttl
+                .is_some_and(|ttl| now.saturating_duration_since(front.at) > ttl)
+                // The retained value stays however old it is.
+                && !(self.keep.retain_last && st.entries.len() == 1);
+            let over_total = self.totals.bytes.load(Ordering::Relaxed) > self.totals.max_bytes
+                && st.entries.len() > 1;
+            if !(too_many || too_old || over_total) {
+                return;
+            }
+            if let Some(e) = st.entries.pop_front() {
+                st.bytes -= e.size;
+                st.last_dropped = Some(e.seq);
+                self.totals.bytes.fetch_sub(e.size, Ordering::Relaxed);
+                self.totals.messages.fetch_sub(1, Ordering::Relaxed);
+                self.totals.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Messages held (for tests).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every destination's history.
+#[derive(Debug)]
+pub struct Histories {
+    map: DashMap<Box<str>, Arc<History>>,
+    /// Totals over all of them.
+    pub totals: Arc<Totals>,
+}
+
+impl Histories {
+    /// No history yet; `max_bytes` bounds all of them together.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            totals: Arc::new(Totals {
+                max_bytes,
+                ..Totals::default()
+            }),
+        }
+    }
+
+    /// The history of `destination`, created on first use.
+    pub fn get_or_create(&self, destination: &str, keep: Keep) -> Arc<History> {
+        if let Some(h) = self.map.get(destination) {
+            return Arc::clone(&h);
+        }
+        let h = self.map.entry(destination.into()).or_insert_with(|| {
+            Arc::new(History {
+                keep,
+                state: Mutex::new(State::default()),
+                totals: Arc::clone(&self.totals),
+            })
+        });
+        Arc::clone(&h)
+    }
+
+    /// The history of `destination`, if it has one.
+    pub fn get(&self, destination: &str) -> Option<Arc<History>> {
+        self.map.get(destination).map(|h| Arc::clone(&h))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use stomp_codec::Headers;
+
+    fn publish(h: &History, body: &str) -> String {
+        h.publish(|id| {
+            let msg = Arc::new(Published::from_send(
+                "/topic/h",
+                id,
+                &Headers::new(),
+                Bytes::from(body.to_owned()),
+            ));
+            (msg, id.to_owned())
+        })
+    }
+
+    fn keep(messages: usize, retain_last: bool) -> Keep {
+        Keep {
+            messages,
+            ttl: None,
+            retain_last,
+        }
+    }
+
+    fn bodies(h: &History, from: Option<&str>) -> (Join, Vec<(String, bool)>) {
+        let mut got = Vec::new();
+        let flag = std::sync::atomic::AtomicBool::new(false);
+        let j = h.join(
+            from,
+            || {},
+            |m, gap| {
+                got.push((String::from_utf8_lossy(m.prepared.body()).into_owned(), gap));
+            },
+            &flag,
+        );
+        (j, got)
+    }
+
+    #[test]
+    fn ids_increase_and_parse() {
+        let a = Seq::after(None, 5);
+        let b = Seq::after(Some(a), 5);
+        let c = Seq::after(Some(b), 4);
+        let d = Seq::after(Some(c), 9);
+        assert!(a < b && b < c && c < d);
+        assert_eq!(Seq::parse(&d.to_string()), Some(d));
+        assert_eq!(Seq::parse("x-1"), None);
+    }
+
+    #[test]
+    fn resume_retain_gap_and_eviction() {
+        let hs = Histories::new(usize::MAX);
+        let h = hs.get_or_create("/topic/h", keep(3, true));
+        let ids: Vec<String> = (0..5).map(|i| publish(&h, &format!("m{i}"))).collect();
+        assert_eq!(h.len(), 3);
+        assert_eq!(hs.totals.evicted.load(Ordering::Relaxed), 2);
+        // Resume from a held id: what follows.
+        let (j, got) = bodies(&h, Some(&ids[2]));
+        assert_eq!(j, Join::Resumed);
+        assert_eq!(got, vec![("m3".into(), false), ("m4".into(), false)]);
+        // From the last one dropped: everything held, no gap.
+        let (j, got) = bodies(&h, Some(&ids[1]));
+        assert_eq!(j, Join::Resumed);
+        assert_eq!(got.len(), 3);
+        // From the newest: nothing.
+        assert_eq!(bodies(&h, Some(&ids[4])).0, Join::Nothing);
+        // From further back, or an unknown id: a gap, then everything held.
+        let (j, got) = bodies(&h, Some(&ids[0]));
+        assert_eq!(j, Join::Gap);
+        assert_eq!(got[0], ("m2".into(), true));
+        assert_eq!(bodies(&h, Some("garbage")).0, Join::Gap);
+        // No position: the retained value.
+        let (j, got) = bodies(&h, None);
+        assert_eq!(j, Join::Retained);
+        assert_eq!(got, vec![("m4".into(), false)]);
+    }
+
+    #[test]
+    fn the_global_byte_bound_evicts() {
+        let hs = Histories::new(1);
+        let h = hs.get_or_create("/topic/h", keep(100, false));
+        for i in 0..10 {
+            publish(&h, &format!("m{i}"));
+        }
+        // Over the global bound every append drops all but the newest.
+        assert_eq!(h.len(), 1);
+        assert_eq!(hs.totals.messages.load(Ordering::Relaxed), 1);
+    }
+}

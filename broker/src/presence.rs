@@ -1,0 +1,181 @@
+//! Presence: who is subscribed to a destination that asks for it (`presence = true`).
+//!
+//! Every subscription to such a destination counts for its user (anonymous sessions are
+//! counted together). Changes are published as JSON on the companion destination
+//! `<destination>/presence` (`.presence` with the `.` separator):
+//!
+//! ```json
+//! {"type":"join","destination":"/topic/room/1","user":"alice","sessions":2,"anonymous":0}
+//! {"type":"leave","destination":"/topic/room/1","user":null,"sessions":0,"anonymous":3}
+//! ```
+//!
+//! Subscribing to the companion destination first delivers a snapshot:
+//!
+//! ```json
+//! {"type":"snapshot","destination":"/topic/room/1","members":[{"user":"alice","sessions":2}],"anonymous":3}
+//! ```
+//!
+//! Snapshot and events for a destination are produced under one lock, so a companion
+//! subscriber sees the snapshot and then every change after it, none twice.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+
+/// The companion destination's suffix, after the separator.
+pub const SUFFIX: &str = "presence";
+
+#[derive(Debug, Default)]
+struct Members {
+    users: BTreeMap<String, usize>,
+    anonymous: usize,
+}
+
+/// Presence of every destination that has it.
+#[derive(Debug, Default)]
+pub struct Presence {
+    map: DashMap<Box<str>, Arc<Mutex<Members>>>,
+}
+
+/// A change to announce.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The JSON event.
+    pub event: String,
+}
+
+impl Presence {
+    fn members(&self, destination: &str) -> Arc<Mutex<Members>> {
+        if let Some(m) = self.map.get(destination) {
+            return Arc::clone(&m);
+        }
+        Arc::clone(&self.map.entry(destination.into()).or_default())
+    }
+
+    /// Counts a subscription in or out, and announces it with `announce` (called under the
+    /// destination's lock, so announcements stay in order with snapshots).
+    pub fn change(
+        &self,
+        destination: &str,
+        user: Option<&str>,
+        joined: bool,
+        announce: impl FnOnce(String),
+    ) {
+        let members = self.members(destination);
+        let mut m = members.lock().unwrap_or_else(|p| p.into_inner());
+        let sessions = match user {
+            Some(u) => {
+                let n = m.users.entry(u.to_owned()).or_default();
+                if joined {
+                    *n += 1;
+                } else {
+                    *n = n.saturating_sub(1);
+                }
+                let n = *n;
+                if n == 0 {
+                    m.users.remove(u);
+                }
+                n
+            }
+            None => {
+                if joined {
+                    m.anonymous += 1;
+                } else {
+                    m.anonymous = m.anonymous.saturating_sub(1);
+                }
+                m.anonymous
+            }
+        };
+        let event = serde_json::json!({
+            "type": if joined { "join" } else { "leave" },
+            "destination": destination,
+            "user": user,
+            "sessions": sessions,
+            "anonymous": m.anonymous,
+        })
+        .to_string();
+        announce(event);
+        drop(m);
+        if members
+            .lock()
+            .map(|m| m.users.is_empty() && m.anonymous == 0)
+            .unwrap_or(false)
+        {
+            self.map.remove_if(destination, |_, v| {
+                v.lock()
+                    .map(|m| m.users.is_empty() && m.anonymous == 0)
+                    .unwrap_or(false)
+            });
+        }
+    }
+
+    /// Runs `register` and hands the current snapshot to `deliver`, under the destination's
+    /// lock (a companion subscriber misses no change and sees none twice).
+    pub fn snapshot(
+        &self,
+        destination: &str,
+        register: impl FnOnce(),
+        deliver: impl FnOnce(String),
+    ) {
+        let members = self.members(destination);
+        let m = members.lock().unwrap_or_else(|p| p.into_inner());
+        register();
+        let list: Vec<serde_json::Value> = m
+            .users
+            .iter()
+            .map(|(u, n)| serde_json::json!({"user": u, "sessions": n}))
+            .collect();
+        deliver(
+            serde_json::json!({
+                "type": "snapshot",
+                "destination": destination,
+                "members": list,
+                "anonymous": m.anonymous,
+            })
+            .to_string(),
+        );
+    }
+}
+
+/// The destination a companion destination reports on, if `destination` is one.
+pub fn base_of(destination: &str, separator: u8) -> Option<&str> {
+    let base = destination.strip_suffix(SUFFIX)?;
+    let base = base.strip_suffix(separator as char)?;
+    (!base.is_empty()).then_some(base)
+}
+
+/// The companion destination of `destination`.
+pub fn companion(destination: &str, separator: u8) -> String {
+    format!("{destination}{}{SUFFIX}", separator as char)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_snapshots() {
+        let p = Presence::default();
+        let mut events = Vec::new();
+        p.change("/t", Some("alice"), true, |e| events.push(e));
+        p.change("/t", Some("alice"), true, |e| events.push(e));
+        p.change("/t", None, true, |e| events.push(e));
+        let mut snap = String::new();
+        p.snapshot("/t", || {}, |s| snap = s);
+        let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
+        assert_eq!(v["members"][0]["user"], "alice");
+        assert_eq!(v["members"][0]["sessions"], 2);
+        assert_eq!(v["anonymous"], 1);
+        p.change("/t", Some("alice"), false, |e| events.push(e));
+        p.change("/t", Some("alice"), false, |e| events.push(e));
+        p.change("/t", None, false, |e| events.push(e));
+        let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+        assert_eq!(last["type"], "leave");
+        assert!(p.map.is_empty());
+        assert_eq!(base_of("/topic/room/presence", b'/'), Some("/topic/room"));
+        assert_eq!(base_of("/topic.room.presence", b'.'), Some("/topic.room"));
+        assert_eq!(base_of("/topic/roompresence", b'/'), None);
+        assert_eq!(companion("/topic/room", b'/'), "/topic/room/presence");
+    }
+}
