@@ -324,12 +324,16 @@ async fn queue_consumers_compete_and_a_dead_nodes_messages_move_on() {
             .await
             .unwrap();
     }
-    drop(b); // SIGKILL: no ack ever reaches Redis.
+    // Another node's consumer arrives. While B lives and holds the messages, even past
+    // claim_idle_ms (1 s here), nothing is taken away from it.
     let mut rescuer = c.client(&[]).await;
     rescuer
         .subscribe("r", "/queue/orders", &[("ack", "client-individual")])
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_quiet(&mut rescuer).await;
+    drop(b); // SIGKILL: no ack ever reaches Redis.
     let mut got = HashSet::new();
     for _ in 0..5 {
         let f = rescuer

@@ -452,3 +452,50 @@ async fn sockjs_heartbeats_only_without_stomp_heart_beats() {
         assert_eq!(poll(addr, "hb2").await, "a[\"\\n\"]\n");
     }
 }
+
+#[tokio::test]
+async fn a_stream_whose_client_left_frees_the_session_for_the_next() {
+    let server = start(|_| {}).await;
+    let addr = server.http_addr();
+    let mut first = Stream::open(addr, "POST", "/ws/000/gone1/xhr_streaming").await;
+    first.until("o\n").await;
+    assert_eq!(send(addr, "gone1", CONNECT).await, 204);
+    first.until("CONNECTED").await;
+    assert_eq!(
+        send(
+            addr,
+            "gone1",
+            r#"["SUBSCRIBE\nid:0\ndestination:/topic/g\nreceipt:r\n\n\u0000"]"#
+        )
+        .await,
+        204
+    );
+    first.until("receipt-id:r").await;
+    // The client's stream goes away. The broker lets go of it at once (rather than holding
+    // the session's only receiving slot until a write fails), so the client's next stream is
+    // accepted and gets what is published next.
+    drop(first);
+    let mut next = None;
+    for _ in 0..50 {
+        let mut probe = Stream::open(addr, "POST", "/ws/000/gone1/xhr_streaming").await;
+        probe.until("hhhh").await;
+        let busy =
+            tokio::time::timeout(std::time::Duration::from_millis(100), probe.until("c[2010"))
+                .await
+                .is_ok();
+        if !busy {
+            next = Some(probe);
+            break;
+        }
+    }
+    let mut next = next.expect("a new stream is accepted once the old one is gone");
+    server
+        .broker()
+        .publish(
+            "/topic/g",
+            &Headers::new(),
+            Bytes::from_static(b"kept for you"),
+        )
+        .unwrap();
+    next.until("kept for you").await;
+}

@@ -402,11 +402,8 @@ impl Broker {
 
     /// A local consumer left a queue destination.
     pub(crate) fn queue_consumer_removed(&self, queue: &crate::queue::Queue) {
-        if let Some(c) = &self.cluster
-            && queue.consumer_count() == 0
-        {
-            c.queue_idle(queue.name());
-            queue.clear_pending();
+        if let Some(c) = &self.cluster {
+            c.queue_consumer_removed(queue);
         }
     }
 

@@ -262,7 +262,11 @@ fn upgrade_then(
     };
 
     let cfg = &broker.config;
-    let limit = cfg.websocket.effective_max_message_size(&cfg.stomp);
+    let limit = match then {
+        Then::Stomp => cfg.websocket.effective_max_message_size(&cfg.stomp),
+        // SockJS's JSON quoting makes a frame up to six times longer.
+        Then::SockJs(_) => cfg.sockjs.effective_max_send_size(&cfg.stomp),
+    };
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.websocket.read_buffer_size)
         // Frames accumulate up to this size before a write; the session flushes each batch.

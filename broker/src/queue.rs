@@ -267,6 +267,29 @@ impl Queues {
         Arc::clone(&entry)
     }
 
+    /// The queue `name` (created if need be) with a consumer added by `add` while the map
+    /// entry is held, so `remove_if_idle` cannot drop the queue between the lookup and the
+    /// addition (which would leave the consumer on a queue nobody publishes to).
+    pub fn attach(
+        &self,
+        name: &str,
+        max_pending: usize,
+        add: impl FnOnce(&Arc<Queue>),
+    ) -> Arc<Queue> {
+        let entry = self.map.entry(name.into()).or_insert_with(|| {
+            Arc::new(Queue {
+                name: name.into(),
+                state: Mutex::new(State::default()),
+                max_pending,
+                total_pending: Arc::clone(&self.total_pending),
+                max_total: self.max_total,
+                credit: Notify::new(),
+            })
+        });
+        add(&entry);
+        Arc::clone(&entry)
+    }
+
     /// Drops the queue's entry if it holds nothing and nobody consumes it.
     pub fn remove_if_idle(&self, name: &str) {
         self.map.remove_if(name, |_, q| q.is_idle());

@@ -82,7 +82,7 @@ impl Server {
                 Arc::clone(&broker),
                 listener,
                 admission,
-                tls.clone().filter(|_| tls_tcp),
+                tls.as_ref().map(Tls::for_stream).filter(|_| tls_tcp),
                 |broker, stream, peer, permit| async move {
                     let chunk = broker.config.websocket.read_buffer_size;
                     let transport = Transport::boxed_stream(stream, chunk);

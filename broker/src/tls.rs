@@ -43,7 +43,11 @@ pub enum TlsError {
 /// The TLS side of the listeners.
 #[derive(Clone)]
 pub struct Tls {
-    acceptor: TlsAcceptor,
+    /// For the HTTP listener: ALPN `http/1.1`.
+    http: TlsAcceptor,
+    /// For raw STOMP: no ALPN (a client offering its own protocol name is not refused).
+    stream: TlsAcceptor,
+    for_http: bool,
     resolver: Arc<Resolver>,
 }
 
@@ -80,17 +84,24 @@ impl Tls {
             key_file: cfg.key_file.clone(),
             current: RwLock::new(Arc::new(key)),
         });
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
-            .with_protocol_versions(&[&version::TLS13, &version::TLS12])
-            .map_err(|e| TlsError::Cert {
-                path: cfg.cert_file.display().to_string(),
-                reason: e.to_string(),
-            })?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let build = |alpn: bool| -> Result<TlsAcceptor, TlsError> {
+            let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+                .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+                .map_err(|e| TlsError::Cert {
+                    path: cfg.cert_file.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
+            if alpn {
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            }
+            Ok(TlsAcceptor::from(Arc::new(config)))
+        };
         Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            http: build(true)?,
+            stream: build(false)?,
+            for_http: true,
             resolver,
         })
     }
@@ -106,9 +117,21 @@ impl Tls {
         Ok(())
     }
 
-    /// The acceptor for new connections.
+    /// The same certificate, for the raw STOMP listener (no ALPN).
+    pub fn for_stream(&self) -> Self {
+        Self {
+            for_http: false,
+            ..self.clone()
+        }
+    }
+
+    /// The acceptor for new connections on this listener.
     pub fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+        if self.for_http {
+            &self.http
+        } else {
+            &self.stream
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub(super) async fn publisher(
     let mut backoff = Duration::from_millis(50);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let mut con = match cluster.client.get_multiplexed_async_connection().await {
+        let mut con = match cluster.connect(Some(Duration::from_secs(10))).await {
             Ok(c) => c,
             Err(e) => {
                 cluster.publisher_up.store(false, Ordering::Relaxed);
@@ -130,11 +130,12 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         let (mut sink, mut stream) = pubsub.split();
         let mut channels = HashSet::new();
         let mut patterns = HashSet::new();
-        if sync(&cluster, &mut sink, &mut channels, &mut patterns)
-            .await
-            .is_err()
-        {
+        if let Err(e) = sync(&cluster, &mut sink, &mut channels, &mut patterns).await {
             broker.metrics.cluster_error();
+            warn!(error = %e, "cluster: cannot subscribe in Redis; retrying");
+            if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+                return;
+            }
             continue;
         }
         cluster.subscriber_up.store(true, Ordering::Relaxed);
@@ -143,6 +144,7 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         }
         ever_up = true;
         backoff = Duration::from_millis(50);
+        let mut recent = Recent::default();
         loop {
             tokio::select! {
                 _ = broker.shutdown.cancelled() => return,
@@ -152,7 +154,7 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                     }
                 }
                 msg = stream.next() => match msg {
-                    Some(m) => deliver(&broker, &cluster, &m),
+                    Some(m) => deliver(&broker, &cluster, &m, &mut recent),
                     None => break,
                 },
             }
@@ -190,7 +192,35 @@ async fn sync(
     Ok(())
 }
 
-fn deliver(broker: &Broker, cluster: &Cluster, m: &redis::Msg) {
+/// Ids of the messages delivered last. Redis sends a message once per matching subscription
+/// (an exact channel and each matching pattern), one copy right after another: each is
+/// delivered once.
+#[derive(Default)]
+struct Recent {
+    seen: HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Recent {
+    const KEEP: usize = 4096;
+
+    /// Whether `id` is new (and remembers it).
+    fn first(&mut self, id: String) -> bool {
+        if self.seen.contains(&id) {
+            return false;
+        }
+        if self.order.len() == Self::KEEP
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.seen.insert(id.clone());
+        self.order.push_back(id);
+        true
+    }
+}
+
+fn deliver(broker: &Broker, cluster: &Cluster, m: &redis::Msg, recent: &mut Recent) {
     if cluster.channel_key(m.get_channel_name()).is_none() {
         return;
     }
@@ -200,6 +230,11 @@ fn deliver(broker: &Broker, cluster: &Cluster, m: &redis::Msg) {
     };
     if env.origin == cluster.node {
         // Delivered locally when it was accepted.
+        return;
+    }
+    // Ids are unique in the cluster (they name their node); the key separates a message
+    // published to a destination from its copy to a user.
+    if !recent.first(format!("{}\u{0}{}", env.key, env.message_id)) {
         return;
     }
     broker.deliver_remote(&env);

@@ -86,6 +86,9 @@ pub struct Cluster {
     reconnect_max: Duration,
     claim_idle: Duration,
     pumps: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// Stream entries this node took and has not acknowledged yet, by stream: their idle
+    /// time in Redis is refreshed, so other nodes claim them only when this node is gone.
+    held: Mutex<HashMap<String, std::collections::HashSet<String>>>,
 }
 
 /// How many local subscriptions want each Redis channel and pattern.
@@ -150,6 +153,7 @@ impl Cluster {
             reconnect_max: Duration::from_millis(cfg.reconnect_max_ms),
             claim_idle: Duration::from_millis(cfg.claim_idle_ms),
             pumps: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         })
     }
 
@@ -268,8 +272,49 @@ impl Cluster {
             .is_ok()
     }
 
+    /// A multiplexed connection whose requests time out after `response_timeout` (`None`:
+    /// never; the pump's blocking reads need longer than the client's default of 500 ms).
+    async fn connect(
+        &self,
+        response_timeout: Option<Duration>,
+    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(response_timeout);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    fn hold(&self, r: &StreamRef) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(r.key.clone())
+            .or_default()
+            .insert(r.id.clone());
+    }
+
+    /// The entries of `key` this node holds (to refresh their idle time).
+    fn held_ids(&self, key: &str) -> Vec<String> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// A queue message was acknowledged by its consumer: done in Redis too.
     pub fn acknowledge(&self, r: &StreamRef) {
+        if let Some(set) = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&r.key)
+        {
+            set.remove(&r.id);
+        }
         // Best effort: an ack that cannot be sent leaves the message to be claimed again
         // later (at-least-once), which is the safe side.
         let _ = self.outgoing.try_send(Outgoing::XAck {
@@ -303,8 +348,9 @@ impl Cluster {
         .encode()
     }
 
-    /// A local consumer subscribed to a queue destination: make sure this node reads its
-    /// stream.
+    /// A local consumer subscribed to a queue destination (already added to `queue`): make
+    /// sure this node reads its stream. Decided under the pumps' lock, as is stopping, so a
+    /// consumer arriving while the last one leaves never ends up without a reader.
     pub fn queue_consumer_added(self: &Arc<Self>, broker: &Arc<crate::Broker>, queue: &Arc<Queue>) {
         let mut pumps = self.pumps.lock().unwrap_or_else(|p| p.into_inner());
         if pumps.get(queue.name()).is_some_and(|t| !t.is_cancelled()) {
@@ -320,16 +366,22 @@ impl Cluster {
         ));
     }
 
-    /// The last local consumer of a queue left: stop reading its stream.
-    pub fn queue_idle(&self, name: &str) {
-        if let Some(stop) = self
-            .pumps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-        {
+    /// A local consumer left a queue: when it was the last, stop reading the stream, drop
+    /// what waits here and stop refreshing what this node held (other nodes claim it after
+    /// `claim_idle_ms`).
+    pub fn queue_consumer_removed(&self, queue: &Queue) {
+        let mut pumps = self.pumps.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.consumer_count() > 0 {
+            return;
+        }
+        if let Some(stop) = pumps.remove(queue.name()) {
             stop.cancel();
         }
+        queue.clear_pending();
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.stream(queue.name()));
     }
 
     /// Starts the links (publisher and subscriber tasks).

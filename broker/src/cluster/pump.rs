@@ -39,12 +39,17 @@ pub(super) async fn run(
 ) {
     let key = cluster.stream(queue.name());
     let claim_every = (cluster.claim_idle / 2).max(Duration::from_millis(100));
+    // Held entries are refreshed well within claim_idle, and no wait here is longer.
+    let refresh_every = (cluster.claim_idle / 3).max(Duration::from_millis(50));
+    let block = refresh_every.min(Duration::from_millis(BLOCK_MS));
     let mut backoff = Duration::from_millis(50);
     loop {
         if stop.is_cancelled() {
             return;
         }
-        let mut con = match cluster.client.get_multiplexed_async_connection().await {
+        // Requests wait at most BLOCK_MS for entries; more than that plus slack is a stuck link.
+        let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
+        let mut con = match cluster.connect(Some(response)).await {
             Ok(c) => c,
             Err(e) => {
                 broker.metrics.cluster_error();
@@ -76,16 +81,28 @@ pub(super) async fn run(
         }
         backoff = Duration::from_millis(50);
         let mut next_claim = Instant::now();
+        let mut next_refresh = Instant::now();
         loop {
             if stop.is_cancelled() {
                 return;
+            }
+            if Instant::now() >= next_refresh {
+                next_refresh = Instant::now() + refresh_every;
+                // What this node still holds for its consumers is not idle: say so, so no
+                // other node claims it while a consumer here works through it (however long
+                // that takes, as long as this node lives).
+                if let Err(e) = refresh(&cluster, &key, &mut con).await {
+                    broker.metrics.cluster_error();
+                    warn!(error = %e, queue = queue.name(), "cluster: refreshing held entries failed");
+                    break;
+                }
             }
             let want = queue.wants();
             if want == 0 {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = queue.credit_changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(BLOCK_MS)) => {}
+                    _ = tokio::time::sleep(block) => {}
                 }
                 continue;
             }
@@ -123,7 +140,7 @@ pub(super) async fn run(
                 .arg("COUNT")
                 .arg(count)
                 .arg("BLOCK")
-                .arg(BLOCK_MS)
+                .arg(block.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&key)
                 .arg(">");
@@ -154,6 +171,27 @@ pub(super) async fn run(
     }
 }
 
+/// Resets the idle time of every entry this node holds for `key` (XCLAIM to itself).
+async fn refresh(
+    cluster: &Cluster,
+    key: &str,
+    con: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let held = cluster.held_ids(key);
+    for ids in held.chunks(256) {
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg(key)
+            .arg(GROUP)
+            .arg(&cluster.node)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async(con)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Hands one stream entry to the local queue.
 fn hand(cluster: &Cluster, queue: &Arc<Queue>, key: &str, e: StreamId, redelivered: bool) {
     let stream = StreamRef {
@@ -169,6 +207,7 @@ fn hand(cluster: &Cluster, queue: &Arc<Queue>, key: &str, e: StreamId, redeliver
         cluster.acknowledge(&stream);
         return;
     };
+    cluster.hold(&stream);
     let msg = Published::from_envelope(&env).with_stream(stream);
     queue.publish_from_stream(Arc::new(msg), redelivered);
 }

@@ -377,11 +377,13 @@ impl Session {
                 if wildcard {
                     return Err(ProtocolError::WildcardQueue(destination));
                 }
+                let (conn, outbox) = (self.conn, Arc::clone(&self.outbox));
                 let q = self
                     .broker
                     .queues
-                    .get_or_create(&destination, rule.max_pending);
-                q.add_consumer(self.conn, key, Arc::clone(&self.outbox), prefetch);
+                    .attach(&destination, rule.max_pending, |q| {
+                        q.add_consumer(conn, key, outbox, prefetch)
+                    });
                 self.broker.queue_consumer_added(&q);
                 (Source::Queue(q), None)
             }

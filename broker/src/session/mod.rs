@@ -346,16 +346,20 @@ impl Session {
             .unwrap_or(connect_deadline + Duration::from_secs(86_400 * 365));
         let mut next = flush;
         let server = &self.broker.config.server;
+        // While the broker itself does not read (rate limit), the client's silence is not the
+        // client's: the receive-side deadlines wait until reading resumes.
+        let reading = self.paused_until.is_none();
         if let Some(at) = self.paused_until {
             next = next.min(at);
         }
         let frame_timeout = self.broker.config.stomp.frame_timeout_ms;
         if let Some(at) = self.frame_started
             && frame_timeout > 0
+            && reading
         {
             next = next.min(at + Duration::from_millis(frame_timeout));
         }
-        if server.idle_timeout_ms > 0 {
+        if server.idle_timeout_ms > 0 && reading {
             next = next.min(self.last_read + Duration::from_millis(server.idle_timeout_ms));
         }
         if !self.connected {
@@ -368,7 +372,9 @@ impl Session {
         if let Some(every) = self.heartbeat.send_every {
             next = next.min(self.last_write + every);
         }
-        if let Some(limit) = self.heartbeat.receive_timeout {
+        if let Some(limit) = self.heartbeat.receive_timeout
+            && reading
+        {
             next = next.min(self.last_read + limit);
         }
         next
@@ -383,10 +389,17 @@ impl Session {
             self.counters_due = None;
         }
         if self.paused_until.is_some_and(|at| now >= at) {
+            // Reading resumes: the receive-side deadlines start again from now.
             self.paused_until = None;
+            self.last_read = now;
+            if self.frame_started.is_some() {
+                self.frame_started = Some(now);
+            }
         }
+        let reading = self.paused_until.is_none();
         let frame_timeout = self.broker.config.stomp.frame_timeout_ms;
-        if frame_timeout > 0
+        if reading
+            && frame_timeout > 0
             && self
                 .frame_started
                 .is_some_and(|at| now >= at + Duration::from_millis(frame_timeout))
@@ -398,7 +411,7 @@ impl Session {
             ));
         }
         let idle = self.broker.config.server.idle_timeout_ms;
-        if idle > 0 && now >= self.last_read + Duration::from_millis(idle) {
+        if reading && idle > 0 && now >= self.last_read + Duration::from_millis(idle) {
             self.broker.metrics.closed(CloseReason::IdleTimeout);
             return Some(End::Error(
                 ProtocolError::IdleTimeout(u128::from(idle)),
@@ -418,6 +431,7 @@ impl Session {
             return Some(End::Error(ProtocolError::TokenExpired, None));
         }
         if let Some(limit) = self.heartbeat.receive_timeout
+            && reading
             && now >= self.last_read + limit
         {
             self.broker.metrics.closed(CloseReason::HeartbeatTimeout);
@@ -561,7 +575,8 @@ impl Session {
             }
         };
         let _ = timeout(deadline, self.write_pending(t)).await;
-        // `close` bounds its own linger.
-        t.close(how).await;
+        // Bounded as a whole: a close frame (or a TLS close_notify) written to a client that
+        // reads nothing must not hold the session, and what it frees, forever.
+        let _ = timeout(deadline + Duration::from_secs(2), t.close(how)).await;
     }
 }

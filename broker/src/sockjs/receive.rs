@@ -419,14 +419,29 @@ async fn stream(
     }
     let mut sent = 0usize;
     loop {
-        let (text, last) = match receiving.next().await {
-            Next::Messages(m) => (m, false),
-            Next::Heartbeat => (frame::HEARTBEAT.to_owned(), false),
-            Next::Close(c) => (c, true),
+        // A client that went away stops this request at once, so it neither holds the
+        // session's receiving slot nor takes messages it cannot deliver.
+        let next = tokio::select! {
+            n = receiving.next() => n,
+            _ = tx.closed() => return Err(()),
+        };
+        let (text, last, taken) = match next {
+            Next::Messages(m) => (
+                frame::messages(m.iter().map(String::as_str)),
+                false,
+                Some(m),
+            ),
+            Next::Heartbeat => (frame::HEARTBEAT.to_owned(), false, None),
+            Next::Close(c) => (c, true, None),
         };
         let chunk = wrap(kind, &text);
         sent += chunk.len();
-        send(chunk).await?;
+        if send(chunk).await.is_err() {
+            if let Some(m) = taken {
+                receiving.unread(m);
+            }
+            return Err(());
+        }
         if last || kind == Kind::Xhr || sent >= limit {
             return Ok(());
         }
@@ -439,10 +454,15 @@ fn wrap(kind: Kind, frame: &str) -> Bytes {
             Bytes::from(format!("data: {}\r\n\r\n", frame::for_eventsource(frame)))
         }
         Kind::HtmlFile => {
-            let mut out = String::from("<script>\np(");
-            frame::push_quoted(&mut out, frame);
-            out.push_str(");\n</script>\r\n");
-            Bytes::from(out)
+            // Inside a <script> element: no '<', '>' or '&' may appear raw, or a message
+            // containing "</script>" would end the script and run its own.
+            let mut quoted = String::new();
+            frame::push_quoted(&mut quoted, frame);
+            let quoted = quoted
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026");
+            Bytes::from(format!("<script>\np({quoted});\n</script>\r\n"))
         }
         _ => Bytes::from(format!("{frame}\n")),
     }
@@ -618,5 +638,9 @@ mod tests {
             Bytes::from_static(b"<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n")
         );
         assert!(htmlfile_prelude("cb").len() >= 1024);
+        let evil = wrap(Kind::HtmlFile, "a[\"</script><script>alert(1)</script>&\"]");
+        let text = String::from_utf8(evil.to_vec()).unwrap();
+        assert_eq!(text.matches("</script>").count(), 1, "{text}");
+        assert!(text.contains("\\u003c/script\\u003e"), "{text}");
     }
 }

@@ -29,8 +29,9 @@ const INBOUND_MESSAGES: usize = 4;
 /// What a receiving request gets next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// An `a[...]` frame with everything queued.
-    Messages(String),
+    /// Everything queued (sent as one `a[...]` frame); hand it back with `unread` if it
+    /// could not be sent.
+    Messages(Vec<String>),
     /// Nothing to send for a heartbeat interval: `h`.
     Heartbeat,
     /// The session is closed: `c[code,"reason"]`.
@@ -206,8 +207,7 @@ impl Receiving<'_> {
             {
                 let mut st = s.lock();
                 if !st.queue.is_empty() {
-                    let out = frame::messages(st.queue.iter().map(String::as_str));
-                    st.queue.clear();
+                    let out: Vec<String> = st.queue.drain(..).collect();
                     st.queued_bytes = 0;
                     st.last_active = Instant::now();
                     drop(st);
@@ -225,6 +225,18 @@ impl Receiving<'_> {
             } else {
                 notified.await;
             }
+        }
+    }
+}
+
+impl Receiving<'_> {
+    /// Puts messages taken by `next` back in front of the queue: the request that took them
+    /// could not deliver them (its client went away), the next one will.
+    pub fn unread(&self, messages: Vec<String>) {
+        let mut st = self.session.lock();
+        st.queued_bytes += messages.iter().map(String::len).sum::<usize>();
+        for m in messages.into_iter().rev() {
+            st.queue.push_front(m);
         }
     }
 }

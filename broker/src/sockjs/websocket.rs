@@ -33,10 +33,11 @@ pub(crate) async fn bridge(
     permit: Permit,
 ) {
     let (mut sink, mut stream) = ws.split();
+    // Every write is bounded: a client that stops reading is dropped, not waited on.
+    let write_timeout = std::time::Duration::from_millis(broker.config.server.write_timeout_ms);
     let Ok(session) = open(&broker, &id, "websocket", peer, handshake, Some(permit)) else {
-        let _ = sink
-            .send(Message::text(frame::close(2010, "Session id in use")))
-            .await;
+        let close = Message::text(frame::close(2010, "Session id in use"));
+        let _ = tokio::time::timeout(write_timeout, sink.send(close)).await;
         return;
     };
     // Client → session.
@@ -70,7 +71,8 @@ pub(crate) async fn bridge(
         code: CloseCode::Normal,
         reason: "".into(),
     };
-    if sink.send(Message::text(frame::OPEN)).await.is_ok() {
+    let opened = tokio::time::timeout(write_timeout, sink.send(Message::text(frame::OPEN))).await;
+    if matches!(opened, Ok(Ok(()))) {
         loop {
             let next = tokio::select! {
                 n = receiving.next() => n,
@@ -83,11 +85,12 @@ pub(crate) async fn bridge(
                 }
             };
             let (text, last) = match next {
-                Next::Messages(m) => (m, false),
+                Next::Messages(m) => (frame::messages(m.iter().map(String::as_str)), false),
                 Next::Heartbeat => (frame::HEARTBEAT.to_owned(), false),
                 Next::Close(c) => (c, true),
             };
-            if sink.send(Message::text(text)).await.is_err() || last {
+            let sent = tokio::time::timeout(write_timeout, sink.send(Message::text(text))).await;
+            if !matches!(sent, Ok(Ok(()))) || last {
                 break;
             }
         }
@@ -95,6 +98,6 @@ pub(crate) async fn bridge(
     drop(receiving);
     reader.abort();
     session.close(1000, "Normal closure");
-    let _ = sink.send(Message::Close(Some(close))).await;
+    let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(Some(close)))).await;
     debug!(%peer, session = id, "SockJS WebSocket closed");
 }
