@@ -85,6 +85,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Each room keeps its last 100 messages, so a page that was offline for a moment (a
+    // phone switching networks) catches up when it reconnects (web/stompbox-resume.js).
+    if !config
+        .destinations
+        .iter()
+        .any(|d| d.pattern.starts_with("/topic/chat"))
+    {
+        config.destinations.push(broker::config::DestinationRule {
+            pattern: "/topic/chat/*".into(),
+            history: 100,
+            ..Default::default()
+        });
+    }
     if let Some(dir) = &config.http.static_dir
         && dir.is_relative()
     {

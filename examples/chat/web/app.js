@@ -8,6 +8,10 @@
   const $ = (id) => document.getElementById(id);
   const statusEl = $('status');
   let client = null;
+  // Remembers the last message seen in the room, so a reconnect resumes from there.
+  const resume = StompboxResume.create({
+    onGap: () => addLine('some messages were missed while offline', 'notice'),
+  });
   let me = null; // { nick, room }
   let everConnected = false;
 
@@ -62,7 +66,7 @@
     client.onConnect = () => {
       everConnected = true;
       setStatus('connected');
-      client.subscribe('/topic/chat/' + me.room, onRoomMessage);
+      resume.subscribe(client, '/topic/chat/' + me.room, onRoomMessage);
       client.subscribe('/user/queue/welcome', (frame) => {
         $('welcome').textContent = JSON.parse(frame.body).text;
       });
@@ -78,6 +82,12 @@
     setStatus('connecting');
     client.activate();
   }
+
+  // For tests and demos: drop the connection and come back, as a phone changing networks.
+  window.chatDebug = {
+    goOffline: () => client && client.deactivate(),
+    goOnline: () => client && client.activate(),
+  };
 
   $('join').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -152,6 +152,29 @@ test('two pages chat, each gets only its own welcome, and both survive a broker 
   await alice.screenshot({ path: path.join(artifacts, 'chat.png'), fullPage: true });
 });
 
+test('a message sent while a page was offline arrives when it reconnects', async () => {
+  const gina = await join('gina', 'random');
+  const hugo = await join('hugo', 'random');
+  await waitForLine(gina, 'hugo joined #random');
+  await say(gina, 'before the tunnel');
+  await waitForLine(hugo, 'before the tunnel');
+
+  // Hugo's train enters a tunnel.
+  await hugo.evaluate(() => window.chatDebug.goOffline());
+  await hugo.waitForSelector('#status[data-state="reconnecting"]');
+  await say(gina, 'said while you were away');
+  // Out of the tunnel: the page resumes from the last message it saw.
+  await hugo.evaluate(() => window.chatDebug.goOnline());
+  await hugo.waitForSelector('#status[data-state="connected"]');
+  await waitForLine(hugo, 'said while you were away');
+  const seen = (await lines(hugo)).filter((l) => l.includes('before the tunnel'));
+  assert.equal(seen.length, 1, 'nothing twice');
+  mkdirSync(artifacts, { recursive: true });
+  await hugo.screenshot({ path: path.join(artifacts, 'chat-resume.png'), fullPage: true });
+  await gina.close();
+  await hugo.close();
+});
+
 test('a page on SockJS (xhr-streaming) chats with a page on WebSocket', async () => {
   const carol = await join('carol', 'rust', '?sockjs=xhr-streaming');
   const dave = await join('dave', 'rust');
