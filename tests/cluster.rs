@@ -80,6 +80,8 @@ impl Node {
             format!(
                 "[server]\nwebsocket = \"127.0.0.1:{port}\"\nshutdown_grace_ms = 1000\n\n\
                  [[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n\
+                 [[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\n\n\
+                 [[destinations]]\npattern = \"/topic/last/*\"\nretain_last = true\n\n\
                  [cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{name}\"\n\
                  reconnect_max_ms = 200\nclaim_idle_ms = 1000\n\n{users}"
             ),
@@ -480,5 +482,94 @@ async fn over_tls_with_a_password() {
             .ends_with("ok\n")
     })
     .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Subscribes with an optional resume position, confirmed by a receipt.
+async fn subscribe_from(c: &mut Client, destination: &str, from: Option<&str>) {
+    let mut f = Frame::new(Command::Subscribe)
+        .header("id", "h")
+        .header("destination", destination.to_owned())
+        .header("receipt", "h");
+    if let Some(from) = from {
+        f = f.header("resume-from", from.to_owned());
+    }
+    c.send(&f).await.unwrap();
+    c.receipt("h").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_shared_so_a_client_resumes_on_another_node() {
+    let dir = tempdir("history");
+    let rport = free_port();
+    let _redis = redis(rport).await;
+    let a = Node::start("a", rport, &dir, "").await;
+    let b = Node::start("b", rport, &dir, "").await;
+    let c = Node::start("c", rport, &dir, "").await;
+    let mut pub_c = c.client(&[]).await;
+    // A reader on A, until it drops.
+    let mut reader = a.client(&[]).await;
+    subscribe_from(&mut reader, "/topic/log/x", None).await;
+    for i in 0..3 {
+        pub_c
+            .publish("/topic/log/x", &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    let mut last = String::new();
+    for i in 0..3 {
+        let f = reader.expect(Command::Message, WAIT).await.unwrap();
+        assert_eq!(f.body, format!("m{i}").as_bytes());
+        last = f.headers.get_str("message-id").unwrap().to_owned();
+    }
+    drop(reader);
+    for i in 3..5 {
+        pub_c
+            .publish("/topic/log/x", &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    // Back, on node B: exactly what it missed, then live.
+    let mut back = b.client(&[]).await;
+    subscribe_from(&mut back, "/topic/log/x", Some(&last)).await;
+    for i in 3..5 {
+        let f = back.expect(Command::Message, WAIT).await.unwrap();
+        assert_eq!(f.body, format!("m{i}").as_bytes());
+        assert_eq!(f.headers.get_str("resume-gap"), None);
+    }
+    pub_c.publish("/topic/log/x", "live").await.unwrap();
+    let f = back.expect(Command::Message, WAIT).await.unwrap();
+    assert_eq!(&f.body[..], b"live");
+    assert_quiet(&mut back).await;
+    // Away too long (history = 5): a gap, reported.
+    for i in 0..10 {
+        pub_c
+            .publish("/topic/log/x", &format!("n{i}"))
+            .await
+            .unwrap();
+    }
+    pub_c.publish("/topic/log/x", "end").await.unwrap();
+    bodies_until(&mut back, "end").await;
+    let mut late = a.client(&[]).await;
+    subscribe_from(&mut late, "/topic/log/x", Some(&last)).await;
+    let f = late.expect(Command::Message, WAIT).await.unwrap();
+    assert_eq!(f.headers.get_str("resume-gap"), Some("true"));
+    // The retained value, from whichever node published it.
+    pub_c.publish("/topic/last/p", "1.07").await.unwrap();
+    pub_c.publish("/topic/last/p", "1.08").await.unwrap();
+    let mut fresh = b.client(&[]).await;
+    eventually("the retained value reaches B", || async {
+        let mut probe = b.client(&[]).await;
+        subscribe_from(&mut probe, "/topic/last/p", None).await;
+        matches!(probe.next_event(std::time::Duration::from_millis(200)).await,
+            Ok(Event::Frame(f)) if f.command == Command::Message && &f.body[..] == b"1.08")
+    })
+    .await;
+    subscribe_from(&mut fresh, "/topic/last/p", None).await;
+    let f = fresh.expect(Command::Message, WAIT).await.unwrap();
+    assert_eq!(
+        (&f.body[..], f.headers.get_str("retained")),
+        (&b"1.08"[..], Some("true"))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -252,6 +252,21 @@ impl Broker {
             Route::App { .. } => return Err(PublishError::AppDestination(destination.to_owned())),
             Route::Unserved => return Err(PublishError::Unserved(destination.to_owned())),
         };
+        if rule.mode == DestinationMode::Broadcast
+            && rule.keep.any()
+            && let Some(c) = &self.cluster
+        {
+            // Into the destination's stream; every node with subscribers delivers from it.
+            let capacity = rule.keep.messages.max(1);
+            let sent = c.append_history(destination, rule.slow_consumer, headers, &body, capacity);
+            if !sent {
+                self.metrics.cluster_dropped(1);
+            }
+            return Ok(PublishOutcome {
+                delivered: 0,
+                dropped: usize::from(!sent),
+            });
+        }
         if rule.mode == DestinationMode::Broadcast && rule.keep.any() {
             // Ids from the destination's own sequence, recorded and delivered in one step.
             let history = self.histories.get_or_create(destination, rule.keep);
@@ -467,7 +482,7 @@ impl Broker {
     }
 
     /// Hands `msg` to every matching broadcast subscription without waiting on any of them.
-    fn fan_out(
+    pub(crate) fn fan_out(
         &self,
         destination: &str,
         msg: &Arc<Published>,

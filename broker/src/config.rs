@@ -783,9 +783,9 @@ impl Config {
                     "destinations[{i}]: history_ttl_ms needs history (the number of messages to keep)"
                 ));
             }
-            if (keeps || rule.presence) && self.cluster.is_some() {
+            if rule.presence && self.cluster.is_some() {
                 return invalid(format!(
-                    "destinations[{i}]: history, retain_last and presence are not available with [cluster] yet"
+                    "destinations[{i}]: presence is not available with [cluster] yet"
                 ));
             }
             if !self

@@ -13,6 +13,13 @@
 //! Memory is bounded per destination (`history` messages, `history_ttl_ms`) and over all of
 //! them (`[broker] history_max_bytes`: past it, a destination that appends drops its own
 //! oldest messages).
+//!
+//! In a cluster the history lives in a Redis stream per destination (`{prefix}:h:{dest}`),
+//! whose entry ids are the message ids: a SEND on any node is appended there, and each node
+//! with subscribers to the destination mirrors the stream (loads its newest entries, then
+//! follows it) and delivers from the mirror, under the same lock as joins. So ids, order and
+//! resume positions are the same on every node, and a client may resume on another node than
+//! the one it left. Joins that arrive before the mirror is loaded wait for it.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -22,8 +29,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use crate::broker::Broker;
 use crate::message::Published;
+use crate::outbox::{Delivery, Mark, Outbound};
+use crate::registry::Subscriber;
 
 /// A position in a destination's history: `<ms>-<n>`, ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,12 +100,46 @@ struct Entry {
     msg: Arc<Published>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     entries: VecDeque<Entry>,
     bytes: usize,
     last: Option<Seq>,
     last_dropped: Option<Seq>,
+    /// False while a cluster mirror is (re)loading: joins wait in `pending`.
+    ready: bool,
+    pending: Vec<PendingJoin>,
+    /// Local subscriptions; in a cluster the mirror is followed while there are any.
+    subscribers: usize,
+    /// The running mirror task and its generation (an old task's appends are ignored).
+    tail: Option<CancellationToken>,
+    generation: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            last: None,
+            last_dropped: None,
+            ready: true,
+            pending: Vec::new(),
+            subscribers: 0,
+            tail: None,
+            generation: 0,
+        }
+    }
+}
+
+/// A join waiting for the mirror, with the SUBSCRIBE's RECEIPT (sent once it is served, so
+/// a client that waits for it knows every later message reaches it).
+#[derive(Debug)]
+struct PendingJoin {
+    key: String,
+    sub: Subscriber,
+    resume: Option<String>,
+    receipt: Option<crate::wire::WireFrame>,
 }
 
 /// What a joining subscriber gets before the live stream.
@@ -102,6 +147,9 @@ struct State {
 pub enum Join {
     /// Nothing to hand over.
     Nothing,
+    /// The cluster mirror is loading: the subscriber is registered and handed its messages
+    /// once it is.
+    Pending,
     /// The newest message, as the retained value.
     Retained,
     /// The messages after the subscriber's position, all of them.
@@ -114,6 +162,7 @@ pub enum Join {
 /// One destination's history.
 #[derive(Debug)]
 pub struct History {
+    destination: Box<str>,
     keep: Keep,
     state: Mutex<State>,
     totals: Arc<Totals>,
@@ -142,42 +191,85 @@ impl History {
         let mut st = self.lock();
         let seq = Seq::after(st.last, now_ms());
         let (msg, out) = deliver(&seq.to_string());
-        let size = msg.size_hint();
-        st.last = Some(seq);
-        st.bytes += size;
-        st.entries.push_back(Entry {
-            seq,
-            at: Instant::now(),
-            size,
-            msg,
-        });
-        self.totals.bytes.fetch_add(size, Ordering::Relaxed);
-        self.totals.messages.fetch_add(1, Ordering::Relaxed);
+        self.record(&mut st, seq, msg);
         self.evict(&mut st);
         out
     }
 
-    /// Registers a subscriber and hands it what it should get before the live stream, under
-    /// the destination's lock. `register` adds it to the live subscribers; `hand` is called
-    /// for each earlier message in order, with `true` for the first one after a gap.
-    ///
-    /// `gap_next` is set, under the lock, when the position was lost and there is nothing to
-    /// replay: the next live message must carry the gap mark.
+    /// Registers a subscriber (under `key` in the registry) and hands it, before the live
+    /// stream, the messages after `resume_from` (or the retained value), all under the
+    /// destination's lock. In a cluster the mirror starts with the first subscriber.
     pub fn join(
-        &self,
+        self: &Arc<Self>,
+        broker: &Arc<Broker>,
+        key: &str,
+        sub: Subscriber,
         resume_from: Option<&str>,
-        register: impl FnOnce(),
-        mut hand: impl FnMut(&Arc<Published>, bool),
-        gap_next: &std::sync::atomic::AtomicBool,
+        receipt: Option<crate::wire::WireFrame>,
     ) -> Join {
         let mut st = self.lock();
+        st.subscribers += 1;
+        if broker.cluster.is_some() {
+            if st.tail.is_none() {
+                let stop = broker.shutdown.child_token();
+                st.tail = Some(stop.clone());
+                st.generation += 1;
+                st.ready = false;
+                broker.tracker.spawn(crate::cluster::history_tail(
+                    Arc::clone(broker),
+                    Arc::clone(self),
+                    stop,
+                    st.generation,
+                ));
+            }
+            if !st.ready {
+                st.pending.push(PendingJoin {
+                    key: key.to_owned(),
+                    sub,
+                    resume: resume_from.map(str::to_owned),
+                    receipt,
+                });
+                return Join::Pending;
+            }
+        }
         self.evict(&mut st);
-        register();
+        Self::join_locked(&st, broker, key, sub, resume_from, self.keep.retain_last)
+    }
+
+    fn join_locked(
+        st: &State,
+        broker: &Broker,
+        key: &str,
+        sub: Subscriber,
+        resume_from: Option<&str>,
+        retain_last: bool,
+    ) -> Join {
+        let (outbox, sub_key, credit, gap_next) = (
+            Arc::clone(&sub.outbox),
+            sub.key,
+            sub.credit.clone(),
+            sub.gap.clone(),
+        );
+        broker.subscribe_exact(key, sub);
+        let hand = |msg: &Arc<Published>, mark: Mark| {
+            if let Some(c) = &credit {
+                c.take_forced();
+            }
+            // Past the outbox bound if need be: the history bounds it.
+            let _ = outbox.push_credited(
+                Outbound::Deliver(Delivery {
+                    key: sub_key,
+                    msg: Arc::clone(msg),
+                    redelivered: false,
+                    queue: None,
+                    mark,
+                }),
+                msg.size_hint(),
+            );
+        };
         let Some(from) = resume_from else {
-            if self.keep.retain_last
-                && let Some(last) = st.entries.back()
-            {
-                hand(&last.msg, false);
+            if retain_last && let Some(last) = st.entries.back() {
+                hand(&last.msg, Mark::Retained);
                 return Join::Retained;
             }
             return Join::Nothing;
@@ -194,7 +286,7 @@ impl History {
             Some(i) => {
                 let mut any = false;
                 for e in st.entries.iter().skip(i) {
-                    hand(&e.msg, false);
+                    hand(&e.msg, Mark::None);
                     any = true;
                 }
                 if any { Join::Resumed } else { Join::Nothing }
@@ -202,16 +294,128 @@ impl History {
             None => {
                 let mut first = true;
                 for e in st.entries.iter() {
-                    hand(&e.msg, first);
+                    hand(&e.msg, if first { Mark::Gap } else { Mark::None });
                     first = false;
                 }
-                if first {
+                if first && let Some(flag) = &gap_next {
                     // Nothing to replay: the next live message carries the gap mark.
-                    gap_next.store(true, Ordering::Release);
+                    flag.store(true, Ordering::Release);
                 }
                 Join::Gap
             }
         }
+    }
+
+    /// A local subscription ended. In a cluster, the mirror stops with the last one.
+    pub fn leave(&self) {
+        let mut st = self.lock();
+        st.subscribers = st.subscribers.saturating_sub(1);
+        if st.subscribers == 0
+            && let Some(stop) = st.tail.take()
+        {
+            stop.cancel();
+            st.ready = false;
+            st.pending.clear();
+            self.clear(&mut st);
+        }
+    }
+
+    fn clear(&self, st: &mut State) {
+        self.totals.bytes.fetch_sub(st.bytes, Ordering::Relaxed);
+        self.totals
+            .messages
+            .fetch_sub(st.entries.len(), Ordering::Relaxed);
+        st.entries.clear();
+        st.bytes = 0;
+        st.last = None;
+        st.last_dropped = None;
+    }
+
+    /// The cluster mirror (re)loaded the stream's newest entries, oldest first: they replace
+    /// what is held, and waiting joins are served. `false` when `generation` is stale.
+    pub(crate) fn load(
+        &self,
+        broker: &Broker,
+        generation: u64,
+        entries: Vec<(Seq, Arc<Published>)>,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.generation != generation || st.tail.is_none() {
+            return false;
+        }
+        let last = st.last;
+        self.clear(&mut st);
+        for (seq, msg) in entries {
+            self.record(&mut st, seq, msg);
+        }
+        // A reload after a reconnect: what was already delivered here stays the position.
+        st.last = st.last.max(last);
+        self.evict(&mut st);
+        st.ready = true;
+        for p in std::mem::take(&mut st.pending) {
+            let outbox = Arc::clone(&p.sub.outbox);
+            Self::join_locked(
+                &st,
+                broker,
+                &p.key,
+                p.sub,
+                p.resume.as_deref(),
+                self.keep.retain_last,
+            );
+            if let Some(r) = p.receipt {
+                let size = r.len();
+                let _ = outbox.push_credited(Outbound::Frame(r), size);
+            }
+        }
+        true
+    }
+
+    /// The cluster mirror read a new entry: recorded and delivered here, once (an entry at or
+    /// before the last one is a repeat after a reload). `false` when `generation` is stale.
+    pub(crate) fn append_remote(
+        &self,
+        broker: &Broker,
+        generation: u64,
+        seq: Seq,
+        msg: Arc<Published>,
+        policy: crate::config::SlowConsumerPolicy,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.generation != generation || st.tail.is_none() {
+            return false;
+        }
+        if st.last.is_some_and(|l| seq <= l) {
+            return true;
+        }
+        let outcome = broker.fan_out(&self.destination, &msg, policy);
+        broker.metrics.delivered.inc_by(outcome.delivered as u64);
+        self.record(&mut st, seq, msg);
+        self.evict(&mut st);
+        true
+    }
+
+    fn record(&self, st: &mut State, seq: Seq, msg: Arc<Published>) {
+        let size = msg.size_hint();
+        st.last = Some(seq);
+        st.bytes += size;
+        st.entries.push_back(Entry {
+            seq,
+            at: Instant::now(),
+            size,
+            msg,
+        });
+        self.totals.bytes.fetch_add(size, Ordering::Relaxed);
+        self.totals.messages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The destination.
+    pub fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    /// How much it keeps.
+    pub fn keep(&self) -> Keep {
+        self.keep
     }
 
     fn evict(&self, st: &mut State) {
@@ -281,6 +485,7 @@ impl Histories {
         }
         let h = self.map.entry(destination.into()).or_insert_with(|| {
             Arc::new(History {
+                destination: destination.into(),
                 keep,
                 state: Mutex::new(State::default()),
                 totals: Arc::clone(&self.totals),
@@ -328,17 +533,34 @@ mod tests {
         }
     }
 
-    fn bodies(h: &History, from: Option<&str>) -> (Join, Vec<(String, bool)>) {
-        let mut got = Vec::new();
-        let flag = std::sync::atomic::AtomicBool::new(false);
-        let j = h.join(
-            from,
-            || {},
-            |m, gap| {
-                got.push((String::from_utf8_lossy(m.prepared.body()).into_owned(), gap));
-            },
-            &flag,
-        );
+    /// What a subscriber joining with `from` is handed: bodies and whether each is marked.
+    fn bodies(h: &Arc<History>, from: Option<&str>) -> (Join, Vec<(String, bool)>) {
+        let broker = Broker::new(crate::config::Config::default()).unwrap();
+        let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20));
+        let sub = Subscriber {
+            conn: 1,
+            key: 0,
+            id: Bytes::from_static(b"0"),
+            version: stomp_codec::Version::V1_2,
+            auto_ack: true,
+            credit: None,
+            outbox: Arc::clone(&outbox),
+            guard: None,
+            gap: None,
+        };
+        let j = h.join(&broker, "/topic/h", sub, from, None);
+        let mut items = std::collections::VecDeque::new();
+        outbox.take(&mut items);
+        let got = items
+            .into_iter()
+            .filter_map(|o| match o {
+                Outbound::Deliver(d) => Some((
+                    String::from_utf8_lossy(d.msg.prepared.body()).into_owned(),
+                    d.mark == Mark::Gap,
+                )),
+                Outbound::Frame(_) => None,
+            })
+            .collect();
         (j, got)
     }
 

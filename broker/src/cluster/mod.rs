@@ -18,8 +18,11 @@
 //!   are dropped and counted), `/healthz` says `degraded`, and `/metrics` counts failures.
 
 mod codec;
+mod history;
 mod link;
 mod pump;
+
+pub(crate) use history::history_tail;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,6 +182,30 @@ impl Cluster {
 
     fn stream(&self, destination: &str) -> String {
         format!("{}:q:{destination}", self.prefix)
+    }
+
+    fn history_stream(&self, destination: &str) -> String {
+        format!("{}:h:{destination}", self.prefix)
+    }
+
+    /// Appends a message to a history destination's stream (its entry id becomes the
+    /// message id). `false` when the backlog is full.
+    pub fn append_history(
+        &self,
+        destination: &str,
+        policy: SlowConsumerPolicy,
+        headers: &Headers,
+        body: &Bytes,
+        max_len: usize,
+    ) -> bool {
+        let payload = self.envelope(destination, destination, "", policy, headers, body);
+        self.outgoing
+            .try_send(Outgoing::XAdd {
+                key: self.history_stream(destination),
+                payload,
+                max_len,
+            })
+            .is_ok()
     }
 
     /// A Redis glob matching every channel a wildcard subscription with this literal prefix

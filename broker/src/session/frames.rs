@@ -79,7 +79,9 @@ impl Session {
                 return Err(ProtocolError::ServerCommand(c.as_str()));
             }
         }
-        if let Some(id) = receipt {
+        if let Some(id) = receipt
+            && !std::mem::take(&mut self.receipt_deferred)
+        {
             // Whatever this frame routed to this very connection (a SEND to a topic it
             // subscribes to) is in the outbox now; it goes out before the receipt, so a receipt
             // means "everything this frame caused has been delivered here".
@@ -372,6 +374,7 @@ impl Session {
         } else {
             rule.mode
         };
+        let mut joined: Option<Arc<crate::history::History>> = None;
         let (source, credit) = match mode {
             DestinationMode::Queue => {
                 if wildcard {
@@ -414,7 +417,7 @@ impl Session {
                                 .clone()
                                 .unwrap_or_else(|| Arc::new(Identity::default()))
                         }),
-                    gap: gap.clone(),
+                    gap,
                 };
                 if wildcard {
                     let pattern = Pattern::parse(&registry_key, self.broker.router.separator())
@@ -458,39 +461,23 @@ impl Session {
                         },
                     );
                     (Source::Exact, credit)
-                } else if let Some(history) = history {
+                } else if let Some(history) = &history {
                     // Registered and handed what came before in one step (see `history`).
-                    let broker = &self.broker;
-                    let outbox = &self.outbox;
-                    let no_gap = AtomicBool::new(false);
-                    history.join(
-                        resume,
-                        || broker.subscribe_exact(&registry_key, subscriber),
-                        |msg, first_after_gap| {
-                            let mark = if first_after_gap {
-                                Mark::Gap
-                            } else if resume.is_none() {
-                                Mark::Retained
-                            } else {
-                                Mark::None
-                            };
-                            if let Some(c) = &credit {
-                                c.take_forced();
-                            }
-                            // Past the outbox bound if need be: the history bounds it.
-                            let _ = outbox.push_credited(
-                                Outbound::Deliver(Delivery {
-                                    key,
-                                    msg: Arc::clone(msg),
-                                    redelivered: false,
-                                    queue: None,
-                                    mark,
-                                }),
-                                msg.size_hint(),
-                            );
-                        },
-                        gap.as_deref().unwrap_or(&no_gap),
-                    );
+                    // In a cluster the join may wait for the destination's mirror; then the
+                    // RECEIPT goes out when it is served.
+                    let receipt = h.get_bytes("receipt").map(|id| {
+                        let mut buf = bytes::BytesMut::new();
+                        stomp_codec::encode_frame(
+                            &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
+                            self.version,
+                            &mut buf,
+                        );
+                        WireFrame::new(buf.freeze(), true)
+                    });
+                    let joined_now =
+                        history.join(&self.broker, &registry_key, subscriber, resume, receipt);
+                    self.receipt_deferred = joined_now == crate::history::Join::Pending;
+                    joined = Some(Arc::clone(history));
                     (Source::Exact, credit)
                 } else {
                     self.broker.subscribe_exact(&registry_key, subscriber);
@@ -512,6 +499,7 @@ impl Session {
             credit,
             unacked: Default::default(),
             presence,
+            history: joined,
         });
         self.broker.metrics.subscriptions.inc();
         Ok(())
@@ -548,6 +536,9 @@ impl Session {
         if sub.presence {
             self.broker
                 .announce_presence(&sub.destination, self.user.as_deref(), false);
+        }
+        if let Some(h) = &sub.history {
+            h.leave();
         }
         match sub.source {
             Source::Exact => self

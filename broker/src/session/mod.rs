@@ -101,6 +101,9 @@ struct Session {
     paused_until: Option<Instant>,
     /// When the incomplete frame at the end of the read buffer began to arrive.
     frame_started: Option<Instant>,
+    /// The frame just handled answers its RECEIPT later itself (a SUBSCRIBE waiting for a
+    /// cluster's history mirror).
+    receipt_deferred: bool,
 }
 
 /// Runs a session over `transport` until it ends, then releases everything it held.
@@ -154,6 +157,7 @@ pub async fn run(
         rate: RateLimiter::new(&cfg.rate_limit, now),
         paused_until: None,
         frame_started: None,
+        receipt_deferred: false,
     };
     broker.register_session(conn, &session.outbox);
     let end = session.serve(&mut transport).await;

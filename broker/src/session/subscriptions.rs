@@ -75,6 +75,8 @@ pub struct Subscription {
     pub unacked: VecDeque<Unacked>,
     /// Counted in the destination's presence (announce the leave when it ends).
     pub presence: bool,
+    /// The destination's history, which counts its local subscribers.
+    pub history: Option<Arc<crate::history::History>>,
 }
 
 /// All of a session's subscriptions, in a vector sorted by key (keys only grow, so pushing
