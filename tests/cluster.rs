@@ -82,6 +82,7 @@ impl Node {
                  [[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n\
                  [[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\n\n\
                  [[destinations]]\npattern = \"/topic/last/*\"\nretain_last = true\n\n\
+                 [[destinations]]\npattern = \"/topic/room/*\"\npresence = true\n\n\
                  [cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{name}\"\n\
                  reconnect_max_ms = 200\nclaim_idle_ms = 1000\n\n{users}"
             ),
@@ -571,5 +572,80 @@ async fn history_is_shared_so_a_client_resumes_on_another_node() {
         (&f.body[..], f.headers.get_str("retained")),
         (&b"1.08"[..], Some("true"))
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The next presence event on `c` (JSON).
+async fn presence_event(c: &mut Client) -> (serde_json::Value, Option<String>) {
+    let f = c
+        .expect(Command::Message, Duration::from_secs(15))
+        .await
+        .unwrap();
+    (
+        serde_json::from_slice(&f.body).unwrap(),
+        f.headers.get_str("retained").map(str::to_owned),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_cluster_wide_and_a_dead_node_leaves_it() {
+    let dir = tempdir("presence");
+    let rport = free_port();
+    let _redis = redis(rport).await;
+    let hash = broker::auth::hash_password("pw").unwrap();
+    let users = format!(
+        "[auth]\nallow_anonymous = true\n\n[[auth.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+    );
+    let a = Node::start("a", rport, &dir, &users).await;
+    let b = Node::start("b", rport, &dir, &users).await;
+    let c = Node::start("c", rport, &dir, &users).await;
+    let mut watcher = c.client(&[]).await;
+    subscribe_from(&mut watcher, "/topic/room/1/presence", None).await;
+
+    let mut alice = a.client(&[("login", "alice"), ("passcode", "pw")]).await;
+    alice.subscribe("r", "/topic/room/1", &[]).await.unwrap();
+    let (e, _) = presence_event(&mut watcher).await;
+    assert_eq!(
+        (e["type"].as_str(), e["user"].as_str()),
+        (Some("join"), Some("alice"))
+    );
+    assert_eq!(
+        e["members"],
+        serde_json::json!([{"user": "alice", "sessions": 1}])
+    );
+
+    let mut anon = b.client(&[]).await;
+    anon.subscribe("r", "/topic/room/1", &[]).await.unwrap();
+    let (e, _) = presence_event(&mut watcher).await;
+    assert_eq!(
+        (e["type"].as_str(), e["anonymous"].as_u64()),
+        (Some("join"), Some(1))
+    );
+    assert_eq!(
+        e["members"],
+        serde_json::json!([{"user": "alice", "sessions": 1}])
+    );
+
+    // A watcher arriving later, on another node, starts from the latest state.
+    let mut late = b.client(&[]).await;
+    subscribe_from(&mut late, "/topic/room/1/presence", None).await;
+    let (e, retained) = presence_event(&mut late).await;
+    assert_eq!(retained.as_deref(), Some("true"));
+    assert_eq!(
+        e["members"],
+        serde_json::json!([{"user": "alice", "sessions": 1}])
+    );
+    assert_eq!(e["anonymous"], 1);
+
+    // Alice's node dies (SIGKILL, so it says nothing): within seconds, once its liveness key
+    // expires, the surviving nodes sweep its counts and everyone sees her gone.
+    drop(a);
+    drop(alice);
+    for w in [&mut watcher, &mut late] {
+        let (e, _) = presence_event(w).await;
+        assert_eq!(e["type"], "leave");
+        assert_eq!(e["members"], serde_json::json!([]));
+        assert_eq!(e["anonymous"], 1);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

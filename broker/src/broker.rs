@@ -344,6 +344,13 @@ impl Broker {
     /// on its companion destination.
     pub(crate) fn announce_presence(&self, destination: &str, user: Option<&str>, joined: bool) {
         let companion = crate::presence::companion(destination, self.router.separator());
+        if let Some(c) = &self.cluster {
+            // Counted in Redis; the event reaches watchers through the companion's stream.
+            if !c.presence_change(destination, &companion, user, joined) {
+                self.metrics.cluster_dropped(1);
+            }
+            return;
+        }
         self.presence.change(destination, user, joined, |event| {
             let mut h = Headers::new();
             h.push("content-type", "application/json");

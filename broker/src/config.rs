@@ -720,6 +720,15 @@ impl Config {
                     "cluster: queue delivery is at-least-once: a message a node took but did not see acknowledged within cluster.claim_idle_ms is delivered again elsewhere".to_owned(),
                 );
             }
+            if self
+                .destinations
+                .iter()
+                .any(|d| d.history > 0 || d.retain_last || d.presence)
+            {
+                notes.push(
+                    "cluster: history and presence live in Redis streams and hashes; a SUBSCRIBE to such a destination waits for the node to load the stream (its RECEIPT comes once it is served)".to_owned(),
+                );
+            }
             if self.sockjs.enabled {
                 notes.push(
                     "cluster: SockJS HTTP transports need the load balancer to keep a client on one node (sticky by client address); its websocket transport does not".to_owned(),
@@ -781,11 +790,6 @@ impl Config {
             if rule.history_ttl_ms > 0 && rule.history == 0 {
                 return invalid(format!(
                     "destinations[{i}]: history_ttl_ms needs history (the number of messages to keep)"
-                ));
-            }
-            if rule.presence && self.cluster.is_some() {
-                return invalid(format!(
-                    "destinations[{i}]: presence is not available with [cluster] yet"
                 ));
             }
             if !self

@@ -5,9 +5,15 @@
 //! `<destination>/presence` (`.presence` with the `.` separator):
 //!
 //! ```json
-//! {"type":"join","destination":"/topic/room/1","user":"alice","sessions":2,"anonymous":0}
-//! {"type":"leave","destination":"/topic/room/1","user":null,"sessions":0,"anonymous":3}
+//! {"type":"join","destination":"/topic/room/1","user":"alice","sessions":2,"anonymous":0,
+//!  "members":[{"user":"alice","sessions":2}]}
+//! {"type":"leave","destination":"/topic/room/1","user":null,"sessions":0,"anonymous":3,
+//!  "members":[{"user":"alice","sessions":2}]}
 //! ```
+//!
+//! Each event carries the change and the whole list after it, so a client that missed one
+//! (or joined in a cluster, where the first message is the latest event, marked
+//! `retained:true`) always has the full picture.
 //!
 //! Subscribing to the companion destination first delivers a snapshot:
 //!
@@ -93,6 +99,7 @@ impl Presence {
             "user": user,
             "sessions": sessions,
             "anonymous": m.anonymous,
+            "members": member_list(&m),
         })
         .to_string();
         announce(event);
@@ -121,11 +128,7 @@ impl Presence {
         let members = self.members(destination);
         let m = members.lock().unwrap_or_else(|p| p.into_inner());
         register();
-        let list: Vec<serde_json::Value> = m
-            .users
-            .iter()
-            .map(|(u, n)| serde_json::json!({"user": u, "sessions": n}))
-            .collect();
+        let list = member_list(&m);
         deliver(
             serde_json::json!({
                 "type": "snapshot",
@@ -136,6 +139,13 @@ impl Presence {
             .to_string(),
         );
     }
+}
+
+fn member_list(m: &Members) -> Vec<serde_json::Value> {
+    m.users
+        .iter()
+        .map(|(u, n)| serde_json::json!({"user": u, "sessions": n}))
+        .collect()
 }
 
 /// The destination a companion destination reports on, if `destination` is one.

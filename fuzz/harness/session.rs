@@ -36,8 +36,11 @@ const COMMANDS: [&str; 12] = [
     "DISCONNECT",
     "MESSAGE",
 ];
-const DESTINATIONS: [&str; 8] = [
+const DESTINATIONS: [&str; 11] = [
     "/topic/a",
+    "/topic/h/a",
+    "/topic/p/a",
+    "/topic/p/a/presence",
     "/topic/**",
     "/topic/a/{x}",
     "/queue/work",
@@ -46,7 +49,7 @@ const DESTINATIONS: [&str; 8] = [
     "/user/s1/queue/x",
     "/nowhere",
 ];
-const HEADERS: [&str; 12] = [
+const HEADERS: [&str; 14] = [
     "id:0",
     "id:1",
     "ack:client",
@@ -59,6 +62,8 @@ const HEADERS: [&str; 12] = [
     "prefetch-count:1",
     "message-id:x",
     "content-type:application/octet-stream",
+    "resume-from:1-0",
+    "resume-from:99999999999999-0",
 ];
 
 fn config() -> Config {
@@ -69,13 +74,26 @@ fn config() -> Config {
     c.stomp.max_transaction_frames = 8;
     c.outbox.max_messages = 16;
     c.outbox.max_bytes = 8192;
-    c.destinations = vec![DestinationRule {
-        pattern: "/queue/**".into(),
-        mode: DestinationMode::Queue,
-        slow_consumer: None,
-        max_pending: Some(16),
-        ..DestinationRule::default()
-    }];
+    c.destinations = vec![
+        DestinationRule {
+            pattern: "/queue/**".into(),
+            mode: DestinationMode::Queue,
+            slow_consumer: None,
+            max_pending: Some(16),
+            ..DestinationRule::default()
+        },
+        DestinationRule {
+            pattern: "/topic/h/*".into(),
+            history: 3,
+            retain_last: true,
+            ..DestinationRule::default()
+        },
+        DestinationRule {
+            pattern: "/topic/p/*".into(),
+            presence: true,
+            ..DestinationRule::default()
+        },
+    ];
     c
 }
 

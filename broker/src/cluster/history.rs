@@ -72,10 +72,11 @@ pub(crate) async fn history_tail(
             .first()
             .map(|e| e.id.clone())
             .unwrap_or_else(|| "0-0".to_owned());
+        let destination = history.destination();
         let entries: Vec<(Seq, Arc<Published>)> = newest
             .into_iter()
             .rev()
-            .filter_map(decode)
+            .filter_map(|e| decode(destination, e))
             .map(|(s, m, _)| (s, m))
             .collect();
         if !history.load(&broker, generation, entries) {
@@ -101,7 +102,7 @@ pub(crate) async fn history_tail(
                     for k in r.keys {
                         for e in k.ids {
                             last = e.id.clone();
-                            if let Some((seq, msg, policy)) = decode(e)
+                            if let Some((seq, msg, policy)) = decode(history.destination(), e)
                                 && !history.append_remote(&broker, generation, seq, msg, policy)
                             {
                                 return;
@@ -123,9 +124,20 @@ pub(crate) async fn history_tail(
     }
 }
 
-/// An entry as a message whose id is the entry's id.
-fn decode(e: StreamId) -> Option<(Seq, Arc<Published>, crate::config::SlowConsumerPolicy)> {
+/// An entry as a message whose id is the entry's id: a SEND's envelope (`m`), or a presence
+/// event's JSON (`j`) for `destination`.
+fn decode(
+    destination: &str,
+    e: StreamId,
+) -> Option<(Seq, Arc<Published>, crate::config::SlowConsumerPolicy)> {
     let seq = Seq::parse(&e.id)?;
+    if let Some(Value::BulkString(json)) = e.map.get("j") {
+        let mut headers = stomp_codec::Headers::new();
+        headers.push("content-type", "application/json");
+        let body = Bytes::copy_from_slice(json);
+        let msg = Published::from_send(destination, &e.id, &headers, body);
+        return Some((seq, Arc::new(msg), crate::config::SlowConsumerPolicy::Drop));
+    }
     let env = match e.map.get("m") {
         Some(Value::BulkString(b)) => Envelope::decode(Bytes::copy_from_slice(b)).ok()?,
         _ => return None,

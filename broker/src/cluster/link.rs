@@ -83,6 +83,9 @@ pub(super) async fn publisher(
                             .arg(&payload[..])
                             .ignore();
                     }
+                    Outgoing::Command(cmd) => {
+                        pipe.add_command(cmd).ignore();
+                    }
                     Outgoing::XAck { key, id } => {
                         pipe.cmd("XACK")
                             .arg(key)

@@ -20,6 +20,7 @@
 mod codec;
 mod history;
 mod link;
+mod presence;
 mod pump;
 
 pub(crate) use history::history_tail;
@@ -65,6 +66,8 @@ enum Outgoing {
         key: String,
         id: String,
     },
+    /// Anything else (a presence script).
+    Command(redis::Cmd),
 }
 
 /// Where a queue message came from in Redis, so it can be acknowledged there.
@@ -78,6 +81,10 @@ pub struct StreamRef {
 #[derive(Debug)]
 pub struct Cluster {
     node: String,
+    /// This run of the node (its id and a random part): presence counts are kept per
+    /// instance, so a node restarted under the same id does not inherit stale counts.
+    instance: String,
+    presence_watch: Mutex<std::collections::HashSet<(String, String)>>,
     prefix: String,
     client: redis::Client,
     outgoing: mpsc::Sender<Outgoing>,
@@ -143,7 +150,14 @@ impl Cluster {
             cfg.node_id.clone()
         };
         let (tx, rx) = mpsc::channel(cfg.max_backlog);
+        let instance = {
+            use std::hash::{BuildHasher, Hasher};
+            let r = std::hash::RandomState::new().build_hasher().finish();
+            format!("{node}.{:08x}", r as u32)
+        };
         Ok(Self {
+            instance,
+            presence_watch: Mutex::new(std::collections::HashSet::new()),
             node,
             prefix: cfg.channel_prefix.clone(),
             client,
@@ -426,6 +440,9 @@ impl Cluster {
         broker
             .tracker
             .spawn(link::subscriber(Arc::clone(broker), Arc::clone(self)));
+        broker
+            .tracker
+            .spawn(presence::liveness(Arc::clone(broker), Arc::clone(self)));
     }
 }
 

@@ -424,6 +424,37 @@ impl Session {
                         .map_err(|e| ProtocolError::invalid("destination", e.to_string()))?;
                     self.broker.subscribe_pattern(pattern.clone(), subscriber);
                     (Source::Pattern(pattern), credit)
+                } else if let (Some(base), Some(cluster)) = (
+                    (!user_destination)
+                        .then(|| self.broker.presence_base(&destination))
+                        .flatten(),
+                    self.broker.cluster.clone(),
+                ) {
+                    // In a cluster the companion is a stream retaining the latest event (with
+                    // the whole list): the new watcher gets it, then every later one.
+                    cluster.watch_presence(base, &destination);
+                    let companion = self.broker.histories.get_or_create(
+                        &destination,
+                        crate::history::Keep {
+                            messages: 1,
+                            ttl: None,
+                            retain_last: true,
+                        },
+                    );
+                    let receipt = h.get_bytes("receipt").map(|id| {
+                        let mut buf = bytes::BytesMut::new();
+                        stomp_codec::encode_frame(
+                            &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
+                            self.version,
+                            &mut buf,
+                        );
+                        WireFrame::new(buf.freeze(), true)
+                    });
+                    let joined_now =
+                        companion.join(&self.broker, &registry_key, subscriber, None, receipt);
+                    self.receipt_deferred = joined_now == crate::history::Join::Pending;
+                    joined = Some(companion);
+                    (Source::Exact, credit)
                 } else if let Some(base) = (!user_destination)
                     .then(|| self.broker.presence_base(&destination))
                     .flatten()

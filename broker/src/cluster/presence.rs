@@ -1,0 +1,188 @@
+//! Presence across nodes.
+//!
+//! Counts live in a Redis hash per destination (`{prefix}:p:{dest}`), one field per node
+//! instance and user (`{instance}\x01{user}`, the user empty for anonymous sessions). Each change
+//! runs one Lua script, atomically: it updates the count, computes the whole member list from
+//! the fields of live instances (each instance keeps `{prefix}:alive:{instance}` fresh), and
+//! appends the event, list included, to the companion destination's history stream (retaining
+//! the latest). Every node's watchers follow that stream (see `crate::history`), so all see the
+//! same events in the same order, and a new watcher starts from the latest one.
+//!
+//! An instance that dies stops refreshing its key; the nodes that watch a destination sweep
+//! its fields away within seconds and announce the departure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::{Cluster, back_off};
+use crate::broker::Broker;
+
+/// How often an instance says it is alive, and how long the word holds.
+pub(super) const ALIVE_EVERY: Duration = Duration::from_secs(2);
+const ALIVE_FOR: Duration = Duration::from_secs(6);
+
+/// Builds the event JSON from the hash, skipping dead instances. Shared by both scripts.
+const AGGREGATE: &str = r#"
+local function state(hash, prefix, kind, dest, who)
+  local all = redis.call('HGETALL', hash)
+  local users, anon, alive = {}, 0, {}
+  for i = 1, #all, 2 do
+    local f, c = all[i], tonumber(all[i + 1])
+    local sep = string.find(f, '\1', 1, true)
+    if sep then
+      local inst, user = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+      if alive[inst] == nil then
+        alive[inst] = redis.call('EXISTS', prefix .. ':alive:' .. inst) == 1
+      end
+      if alive[inst] and c > 0 then
+        if user == '' then anon = anon + c else users[user] = (users[user] or 0) + c end
+      end
+    end
+  end
+  local names = {}
+  for u, _ in pairs(users) do table.insert(names, u) end
+  table.sort(names)
+  local list = {}
+  for _, u in ipairs(names) do
+    table.insert(list, '{"user":' .. cjson.encode(u) .. ',"sessions":' .. users[u] .. '}')
+  end
+  local user, sessions = 'null', anon
+  if who ~= nil and who ~= '' then user = cjson.encode(who); sessions = users[who] or 0 end
+  return '{"type":' .. cjson.encode(kind) .. ',"destination":' .. cjson.encode(dest)
+    .. ',"user":' .. user .. ',"sessions":' .. sessions .. ',"anonymous":' .. anon
+    .. ',"members":[' .. table.concat(list, ',') .. ']}'
+end
+"#;
+
+/// KEYS: hash, companion stream. ARGV: field, delta, type, user, destination, prefix.
+const CHANGE: &str = r#"
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local ev = state(KEYS[1], ARGV[6], ARGV[3], ARGV[5], ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', ev)
+return 1
+"#;
+
+/// KEYS: hash, companion stream. ARGV: prefix, destination. Removes dead instances' fields
+/// and, when there were any, announces the new list.
+const SWEEP: &str = r#"
+local all = redis.call('HKEYS', KEYS[1])
+local gone, alive = 0, {}
+for _, f in ipairs(all) do
+  local sep = string.find(f, '\1', 1, true)
+  local inst = sep and string.sub(f, 1, sep - 1) or f
+  if alive[inst] == nil then
+    alive[inst] = redis.call('EXISTS', ARGV[1] .. ':alive:' .. inst) == 1
+  end
+  if not alive[inst] then redis.call('HDEL', KEYS[1], f); gone = gone + 1 end
+end
+if gone > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', state(KEYS[1], ARGV[1], 'leave', ARGV[2], nil))
+end
+return gone
+"#;
+
+impl Cluster {
+    fn presence_hash(&self, destination: &str) -> String {
+        format!("{}:p:{destination}", self.prefix)
+    }
+
+    /// Counts a subscription in or out of `destination`'s presence, cluster-wide, and
+    /// announces it on the companion destination's stream. Ordered with everything else this
+    /// node sends; never waits (`false`: the backlog is full).
+    pub fn presence_change(
+        &self,
+        destination: &str,
+        companion: &str,
+        user: Option<&str>,
+        joined: bool,
+    ) -> bool {
+        self.watch_presence(destination, companion);
+        let field = format!("{}\u{1}{}", self.instance, user.unwrap_or(""));
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(format!("{AGGREGATE}{CHANGE}"))
+            .arg(2)
+            .arg(self.presence_hash(destination))
+            .arg(self.history_stream(companion))
+            .arg(field)
+            .arg(if joined { 1 } else { -1 })
+            .arg(if joined { "join" } else { "leave" })
+            .arg(user.unwrap_or(""))
+            .arg(destination)
+            .arg(&self.prefix);
+        self.outgoing
+            .try_send(super::Outgoing::Command(cmd))
+            .is_ok()
+    }
+
+    /// Remembers a presence destination this node takes part in, to sweep it.
+    pub fn watch_presence(&self, destination: &str, companion: &str) {
+        self.presence_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((destination.to_owned(), companion.to_owned()));
+    }
+}
+
+/// Keeps this instance's alive key fresh and sweeps dead instances out of the presence of the
+/// destinations this node takes part in.
+pub(super) async fn liveness(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut con = match cluster.connect(Some(Duration::from_secs(5))).await {
+            Ok(c) => c,
+            Err(_) => {
+                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        loop {
+            let alive: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("{}:alive:{}", cluster.prefix, cluster.instance))
+                .arg(1)
+                .arg("PX")
+                .arg(ALIVE_FOR.as_millis() as u64)
+                .query_async(&mut con)
+                .await;
+            if let Err(e) = alive {
+                broker.metrics.cluster_error();
+                warn!(error = %e, "cluster: cannot refresh this node's liveness");
+                break;
+            }
+            let watched: Vec<(String, String)> = cluster
+                .presence_watch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            for (destination, companion) in watched {
+                let swept: redis::RedisResult<i64> = redis::cmd("EVAL")
+                    .arg(format!("{AGGREGATE}{SWEEP}"))
+                    .arg(2)
+                    .arg(cluster.presence_hash(&destination))
+                    .arg(cluster.history_stream(&companion))
+                    .arg(&cluster.prefix)
+                    .arg(&destination)
+                    .query_async(&mut con)
+                    .await;
+                if let Err(e) = swept {
+                    broker.metrics.cluster_error();
+                    warn!(error = %e, "cluster: presence sweep failed");
+                }
+            }
+            tokio::select! {
+                _ = broker.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(ALIVE_EVERY) => {}
+            }
+        }
+        if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+            return;
+        }
+    }
+}
