@@ -601,6 +601,12 @@ async fn presence_is_cluster_wide_and_a_dead_node_leaves_it() {
     let c = Node::start("c", rport, &dir, &users).await;
     let mut watcher = c.client(&[]).await;
     subscribe_from(&mut watcher, "/topic/room/1/presence", None).await;
+    // Nobody there yet: an empty snapshot.
+    let (e, _) = presence_event(&mut watcher).await;
+    assert_eq!(
+        (e["type"].as_str(), e["members"].clone()),
+        (Some("snapshot"), serde_json::json!([]))
+    );
 
     let mut alice = a.client(&[("login", "alice"), ("passcode", "pw")]).await;
     alice.subscribe("r", "/topic/room/1", &[]).await.unwrap();

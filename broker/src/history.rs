@@ -163,6 +163,9 @@ pub enum Join {
 #[derive(Debug)]
 pub struct History {
     destination: Box<str>,
+    /// What a new subscriber gets when nothing is retained yet (a presence companion's empty
+    /// snapshot), as a JSON body.
+    placeholder: Option<String>,
     keep: Keep,
     state: Mutex<State>,
     totals: Arc<Totals>,
@@ -233,17 +236,18 @@ impl History {
             }
         }
         self.evict(&mut st);
-        Self::join_locked(&st, broker, key, sub, resume_from, self.keep.retain_last)
+        self.join_locked(&st, broker, key, sub, resume_from)
     }
 
     fn join_locked(
+        &self,
         st: &State,
         broker: &Broker,
         key: &str,
         sub: Subscriber,
         resume_from: Option<&str>,
-        retain_last: bool,
     ) -> Join {
+        let retain_last = self.keep.retain_last;
         let (outbox, sub_key, credit, gap_next) = (
             Arc::clone(&sub.outbox),
             sub.key,
@@ -271,6 +275,17 @@ impl History {
             if retain_last && let Some(last) = st.entries.back() {
                 hand(&last.msg, Mark::Retained);
                 return Join::Retained;
+            }
+            if let Some(body) = &self.placeholder {
+                let mut headers = stomp_codec::Headers::new();
+                headers.push("content-type", "application/json");
+                let msg = Published::from_send(
+                    &self.destination,
+                    &broker.next_message_id(),
+                    &headers,
+                    bytes::Bytes::from(body.clone()),
+                );
+                hand(&Arc::new(msg), Mark::None);
             }
             return Join::Nothing;
         };
@@ -354,14 +369,7 @@ impl History {
         st.ready = true;
         for p in std::mem::take(&mut st.pending) {
             let outbox = Arc::clone(&p.sub.outbox);
-            Self::join_locked(
-                &st,
-                broker,
-                &p.key,
-                p.sub,
-                p.resume.as_deref(),
-                self.keep.retain_last,
-            );
+            self.join_locked(&st, broker, &p.key, p.sub, p.resume.as_deref());
             if let Some(r) = p.receipt {
                 let size = r.len();
                 let _ = outbox.push_credited(Outbound::Frame(r), size);
@@ -480,12 +488,23 @@ impl Histories {
 
     /// The history of `destination`, created on first use.
     pub fn get_or_create(&self, destination: &str, keep: Keep) -> Arc<History> {
+        self.get_or_create_with(destination, keep, None)
+    }
+
+    /// As `get_or_create`, with what a subscriber gets while nothing is retained.
+    pub fn get_or_create_with(
+        &self,
+        destination: &str,
+        keep: Keep,
+        placeholder: Option<String>,
+    ) -> Arc<History> {
         if let Some(h) = self.map.get(destination) {
             return Arc::clone(&h);
         }
         let h = self.map.entry(destination.into()).or_insert_with(|| {
             Arc::new(History {
                 destination: destination.into(),
+                placeholder,
                 keep,
                 state: Mutex::new(State::default()),
                 totals: Arc::clone(&self.totals),

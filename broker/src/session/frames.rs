@@ -433,13 +433,23 @@ impl Session {
                     // In a cluster the companion is a stream retaining the latest event (with
                     // the whole list): the new watcher gets it, then every later one.
                     cluster.watch_presence(base, &destination);
-                    let companion = self.broker.histories.get_or_create(
+                    // Before anyone has joined, a watcher gets an empty snapshot, as on a
+                    // single node.
+                    let empty = serde_json::json!({
+                        "type": "snapshot",
+                        "destination": base,
+                        "members": [],
+                        "anonymous": 0,
+                    })
+                    .to_string();
+                    let companion = self.broker.histories.get_or_create_with(
                         &destination,
                         crate::history::Keep {
                             messages: 1,
                             ttl: None,
                             retain_last: true,
                         },
+                        Some(empty),
                     );
                     let receipt = h.get_bytes("receipt").map(|id| {
                         let mut buf = bytes::BytesMut::new();
