@@ -542,6 +542,33 @@ async fn history_is_shared_so_a_client_resumes_on_another_node() {
     let f = back.expect(Command::Message, WAIT).await.unwrap();
     assert_eq!(&f.body[..], b"live");
     assert_quiet(&mut back).await;
+    // A wildcard subscription covering the history destination, on a node with no exact
+    // subscriber (C), and on one with (B): each gets each message once.
+    let mut wild_c = c.client(&[]).await;
+    wild_c.subscribe("w", "/topic/log/*", &[]).await.unwrap();
+    let mut wild_b = b.client(&[]).await;
+    wild_b.subscribe("w", "/topic/log/*", &[]).await.unwrap();
+    linked(&mut pub_c, &mut wild_b, "/topic/log/other").await;
+    pub_c.publish("/topic/log/other", "drained").await.unwrap();
+    bodies_until(&mut wild_c, "drained").await;
+    bodies_until(&mut wild_b, "drained").await;
+    pub_c.publish("/topic/log/x", "for everyone").await.unwrap();
+    pub_c
+        .publish("/topic/log/x", "for everyone 2")
+        .await
+        .unwrap();
+    assert_eq!(
+        bodies_until(&mut wild_c, "for everyone 2").await,
+        ["for everyone", "for everyone 2"]
+    );
+    assert_eq!(
+        bodies_until(&mut wild_b, "for everyone 2").await,
+        ["for everyone", "for everyone 2"]
+    );
+    assert_eq!(
+        bodies_until(&mut back, "for everyone 2").await,
+        ["for everyone", "for everyone 2"]
+    );
     // Away too long (history = 5): a gap, reported.
     for i in 0..10 {
         pub_c

@@ -20,7 +20,7 @@ use crate::metrics::{DropReason, LocalCounters, Metrics};
 use crate::outbox::{Delivery, Outbound, Outbox, PushError};
 use crate::pattern::Pattern;
 use crate::queue::Queues;
-use crate::registry::{ConnId, Registry, Subscriber};
+use crate::registry::{ConnId, Registry, Subscriber, Which};
 use crate::router::{Route, Router};
 use crate::wire::WireFrame;
 
@@ -256,16 +256,42 @@ impl Broker {
             && rule.keep.any()
             && let Some(c) = &self.cluster
         {
-            // Into the destination's stream; every node with subscribers delivers from it.
+            // Into the destination's stream: every node with exact subscribers delivers from
+            // its mirror of it. Wildcard subscriptions (which cannot resume) get it like any
+            // broadcast message: here at once, elsewhere through pub/sub.
             let capacity = rule.keep.messages.max(1);
             let sent = c.append_history(destination, rule.slow_consumer, headers, &body, capacity);
+            let id = self.ids.next_id();
+            let mut outcome = PublishOutcome {
+                delivered: 0,
+                dropped: usize::from(!sent),
+            };
+            // Other nodes' wildcard subscriptions are not known here: one PUBLISH each.
+            if !c.publish(
+                destination,
+                destination,
+                id.as_str(),
+                rule.slow_consumer,
+                headers,
+                &body,
+            ) {
+                self.metrics.cluster_dropped(1);
+            }
+            if self.registry.pattern_subscriptions() > 0 {
+                let msg = Arc::new(Published::from_send(
+                    destination,
+                    id.as_str(),
+                    headers,
+                    body,
+                ));
+                outcome.delivered = self
+                    .fan_out_to(destination, &msg, rule.slow_consumer, Which::Patterns)
+                    .delivered;
+            }
             if !sent {
                 self.metrics.cluster_dropped(1);
             }
-            return Ok(PublishOutcome {
-                delivered: 0,
-                dropped: usize::from(!sent),
-            });
+            return Ok(outcome);
         }
         if rule.mode == DestinationMode::Broadcast && rule.keep.any() {
             // Ids from the destination's own sequence, recorded and delivered in one step.
@@ -345,13 +371,16 @@ impl Broker {
     pub(crate) fn announce_presence(&self, destination: &str, user: Option<&str>, joined: bool) {
         let companion = crate::presence::companion(destination, self.router.separator());
         if let Some(c) = &self.cluster {
-            // Counted in Redis; the event reaches watchers through the companion's stream.
-            if !c.presence_change(destination, &companion, user, joined) {
-                self.metrics.cluster_dropped(1);
-            }
+            // Counted here and, per node instance, in Redis; the event reaches watchers
+            // through the companion's stream.
+            self.presence.change(destination, user, joined, |_, count| {
+                if !c.presence_change(destination, &companion, user, joined, count) {
+                    self.metrics.cluster_dropped(1);
+                }
+            });
             return;
         }
-        self.presence.change(destination, user, joined, |event| {
+        self.presence.change(destination, user, joined, |event, _| {
             let mut h = Headers::new();
             h.push("content-type", "application/json");
             let _ = self.publish(&companion, &h, Bytes::from(event));
@@ -371,7 +400,13 @@ impl Broker {
     /// Delivers a message another node accepted to this node's subscribers.
     pub(crate) fn deliver_remote(&self, env: &Envelope) {
         let msg = Arc::new(Published::from_envelope(env));
-        let outcome = self.fan_out(&env.key, &msg, env.policy);
+        // A history destination's exact subscribers are served by the node's mirror of its
+        // stream; pub/sub carries it to wildcard subscriptions only.
+        let which = match self.router.route_broker(&env.key) {
+            Route::Broker(rule) if rule.keep.any() => Which::Patterns,
+            _ => Which::All,
+        };
+        let outcome = self.fan_out_to(&env.key, &msg, env.policy, which);
         self.metrics.delivered.inc_by(outcome.delivered as u64);
     }
 
@@ -495,9 +530,20 @@ impl Broker {
         msg: &Arc<Published>,
         policy: SlowConsumerPolicy,
     ) -> PublishOutcome {
+        self.fan_out_to(destination, msg, policy, Which::All)
+    }
+
+    /// As `fan_out`, to exact or to wildcard subscriptions only.
+    pub(crate) fn fan_out_to(
+        &self,
+        destination: &str,
+        msg: &Arc<Published>,
+        policy: SlowConsumerPolicy,
+        which: Which,
+    ) -> PublishOutcome {
         let mut shared = SharedFrames::default();
         let mut outcome = PublishOutcome::default();
-        self.registry.for_each_match(destination, |sub| {
+        self.registry.for_each_match_in(destination, which, |sub| {
             if let Some(who) = &sub.guard
                 && !self
                     .access
@@ -511,7 +557,14 @@ impl Broker {
                 .as_ref()
                 .is_some_and(|g| g.swap(false, std::sync::atomic::Ordering::AcqRel));
             let pushed = if gap {
-                deliver_with_credit(sub, msg, crate::outbox::Mark::Gap)
+                let r = deliver_with_credit(sub, msg, crate::outbox::Mark::Gap);
+                if r.is_err()
+                    && let Some(g) = &sub.gap
+                {
+                    // Not delivered: the next message carries the mark instead.
+                    g.store(true, std::sync::atomic::Ordering::Release);
+                }
+                r
             } else if sub.auto_ack {
                 let frame = shared.get(sub, msg);
                 let size = frame.len();

@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
@@ -94,8 +93,8 @@ impl Keep {
 
 #[derive(Debug)]
 struct Entry {
+    /// Its id, whose milliseconds are when it was published (on any node): its age.
     seq: Seq,
-    at: Instant,
     size: usize,
     msg: Arc<Published>,
 }
@@ -321,10 +320,13 @@ impl History {
         }
     }
 
-    /// A local subscription ended. In a cluster, the mirror stops with the last one.
-    pub fn leave(&self) {
+    /// A local subscription (`conn`, `key`) ended. A join still waiting for the mirror is
+    /// forgotten; in a cluster the mirror stops with the last subscription.
+    pub fn leave(&self, conn: crate::registry::ConnId, key: u32) {
         let mut st = self.lock();
         st.subscribers = st.subscribers.saturating_sub(1);
+        st.pending
+            .retain(|p| !(p.sub.conn == conn && p.sub.key == key));
         if st.subscribers == 0
             && let Some(stop) = st.tail.take()
         {
@@ -348,10 +350,14 @@ impl History {
 
     /// The cluster mirror (re)loaded the stream's newest entries, oldest first: they replace
     /// what is held, and waiting joins are served. `false` when `generation` is stale.
+    ///
+    /// `before` is the id of the entry just older than those loaded (if any): a client at that
+    /// position missed nothing.
     pub(crate) fn load(
         &self,
         broker: &Broker,
         generation: u64,
+        before: Option<Seq>,
         entries: Vec<(Seq, Arc<Published>)>,
     ) -> bool {
         let mut st = self.lock();
@@ -360,6 +366,7 @@ impl History {
         }
         let last = st.last;
         self.clear(&mut st);
+        st.last_dropped = before;
         for (seq, msg) in entries {
             self.record(&mut st, seq, msg);
         }
@@ -395,7 +402,13 @@ impl History {
         if st.last.is_some_and(|l| seq <= l) {
             return true;
         }
-        let outcome = broker.fan_out(&self.destination, &msg, policy);
+        // Exact subscriptions only: wildcard ones get it through pub/sub (see `Broker`).
+        let outcome = broker.fan_out_to(
+            &self.destination,
+            &msg,
+            policy,
+            crate::registry::Which::Exact,
+        );
         broker.metrics.delivered.inc_by(outcome.delivered as u64);
         self.record(&mut st, seq, msg);
         self.evict(&mut st);
@@ -406,12 +419,7 @@ impl History {
         let size = msg.size_hint();
         st.last = Some(seq);
         st.bytes += size;
-        st.entries.push_back(Entry {
-            seq,
-            at: Instant::now(),
-            size,
-            msg,
-        });
+        st.entries.push_back(Entry { seq, size, msg });
         self.totals.bytes.fetch_add(size, Ordering::Relaxed);
         self.totals.messages.fetch_add(1, Ordering::Relaxed);
     }
@@ -427,7 +435,7 @@ impl History {
     }
 
     fn evict(&self, st: &mut State) {
-        let now = Instant::now();
+        let now = now_ms();
         let cap = self.keep.capacity();
         loop {
             let Some(front) = st.entries.front() else {
@@ -437,11 +445,12 @@ impl History {
             let too_old = self
                 .keep
                 .ttl
-                .is_some_and(|ttl| now.saturating_duration_since(front.at) > ttl)
+                .is_some_and(|ttl| now.saturating_sub(front.seq.ms) > ttl.as_millis() as u64)
                 // The retained value stays however old it is.
                 && !(self.keep.retain_last && st.entries.len() == 1);
-            let over_total = self.totals.bytes.load(Ordering::Relaxed) > self.totals.max_bytes
-                && st.entries.len() > 1;
+            // Past the bound over all histories even the retained value goes: the bound is
+            // what keeps many destinations from adding up.
+            let over_total = self.totals.bytes.load(Ordering::Relaxed) > self.totals.max_bytes;
             if !(too_many || too_old || over_total) {
                 return;
             }
@@ -453,6 +462,17 @@ impl History {
                 self.totals.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Whether it holds nothing and nobody here follows it (it may be forgotten).
+    fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.entries.is_empty() && st.subscribers == 0 && st.tail.is_none() && st.pending.is_empty()
+    }
+
+    /// Local subscriptions.
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers
     }
 
     /// Messages held (for tests).
@@ -470,6 +490,8 @@ impl History {
 #[derive(Debug)]
 pub struct Histories {
     map: DashMap<Box<str>, Arc<History>>,
+    /// Histories created since the last sweep of idle ones.
+    created: AtomicUsize,
     /// Totals over all of them.
     pub totals: Arc<Totals>,
 }
@@ -479,6 +501,7 @@ impl Histories {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             map: DashMap::new(),
+            created: AtomicUsize::new(0),
             totals: Arc::new(Totals {
                 max_bytes,
                 ..Totals::default()
@@ -500,6 +523,11 @@ impl Histories {
     ) -> Arc<History> {
         if let Some(h) = self.map.get(destination) {
             return Arc::clone(&h);
+        }
+        // Every so often, forget histories that hold nothing and that nobody follows, so
+        // destination names that come and go do not pile up.
+        if self.created.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
+            self.map.retain(|_, h| !h.is_idle());
         }
         let h = self.map.entry(destination.into()).or_insert_with(|| {
             Arc::new(History {
@@ -629,8 +657,8 @@ mod tests {
         for i in 0..10 {
             publish(&h, &format!("m{i}"));
         }
-        // Over the global bound every append drops all but the newest.
-        assert_eq!(h.len(), 1);
-        assert_eq!(hs.totals.messages.load(Ordering::Relaxed), 1);
+        // Over the global bound every append drops everything, its own message included.
+        assert_eq!(h.len(), 0);
+        assert_eq!(hs.totals.messages.load(Ordering::Relaxed), 0);
     }
 }

@@ -52,23 +52,42 @@ pub struct Change {
 }
 
 impl Presence {
-    fn members(&self, destination: &str) -> Arc<Mutex<Members>> {
-        if let Some(m) = self.map.get(destination) {
-            return Arc::clone(&m);
+    /// Whether anyone is counted for `destination` here.
+    pub fn has(&self, destination: &str) -> bool {
+        self.map.contains_key(destination)
+    }
+
+    /// This node's count for each user of `destination` (anonymous sessions under `""`).
+    pub fn local_counts(&self, destination: &str) -> Vec<(String, usize)> {
+        let Some(m) = self.map.get(destination) else {
+            return Vec::new();
+        };
+        let m = m.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, usize)> = m.users.iter().map(|(u, n)| (u.clone(), *n)).collect();
+        if m.anonymous > 0 {
+            out.push((String::new(), m.anonymous));
         }
-        Arc::clone(&self.map.entry(destination.into()).or_default())
+        out
     }
 
     /// Counts a subscription in or out, and announces it with `announce` (called under the
     /// destination's lock, so announcements stay in order with snapshots).
+    ///
+    /// The change is made inside the map's entry for the destination, so it cannot land in
+    /// an entry that another change is removing (the entry goes once nobody is counted).
+    /// `announce` gets the event and this node's count for `user` after the change.
     pub fn change(
         &self,
         destination: &str,
         user: Option<&str>,
         joined: bool,
-        announce: impl FnOnce(String),
+        announce: impl FnOnce(String, usize),
     ) {
-        let members = self.members(destination);
+        let entry = match self.map.entry(destination.into()) {
+            dashmap::Entry::Occupied(o) => o,
+            dashmap::Entry::Vacant(v) => v.insert_entry(Arc::default()),
+        };
+        let members = Arc::clone(entry.get());
         let mut m = members.lock().unwrap_or_else(|p| p.into_inner());
         let sessions = match user {
             Some(u) => {
@@ -102,18 +121,11 @@ impl Presence {
             "members": member_list(&m),
         })
         .to_string();
-        announce(event);
+        announce(event, sessions);
+        let empty = m.users.is_empty() && m.anonymous == 0;
         drop(m);
-        if members
-            .lock()
-            .map(|m| m.users.is_empty() && m.anonymous == 0)
-            .unwrap_or(false)
-        {
-            self.map.remove_if(destination, |_, v| {
-                v.lock()
-                    .map(|m| m.users.is_empty() && m.anonymous == 0)
-                    .unwrap_or(false)
-            });
+        if empty {
+            drop(entry.remove());
         }
     }
 
@@ -125,7 +137,13 @@ impl Presence {
         register: impl FnOnce(),
         deliver: impl FnOnce(String),
     ) {
-        let members = self.members(destination);
+        // Inside the map's entry (created empty if need be, and dropped again when it stays
+        // empty), so no change interleaves with the registration and the snapshot.
+        let entry = match self.map.entry(destination.into()) {
+            dashmap::Entry::Occupied(o) => o,
+            dashmap::Entry::Vacant(v) => v.insert_entry(Arc::default()),
+        };
+        let members = Arc::clone(entry.get());
         let m = members.lock().unwrap_or_else(|p| p.into_inner());
         register();
         let list = member_list(&m);
@@ -138,6 +156,11 @@ impl Presence {
             })
             .to_string(),
         );
+        let empty = m.users.is_empty() && m.anonymous == 0;
+        drop(m);
+        if empty {
+            drop(entry.remove());
+        }
     }
 }
 
@@ -168,18 +191,18 @@ mod tests {
     fn counts_and_snapshots() {
         let p = Presence::default();
         let mut events = Vec::new();
-        p.change("/t", Some("alice"), true, |e| events.push(e));
-        p.change("/t", Some("alice"), true, |e| events.push(e));
-        p.change("/t", None, true, |e| events.push(e));
+        p.change("/t", Some("alice"), true, |e, _| events.push(e));
+        p.change("/t", Some("alice"), true, |e, _| events.push(e));
+        p.change("/t", None, true, |e, _| events.push(e));
         let mut snap = String::new();
         p.snapshot("/t", || {}, |s| snap = s);
         let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
         assert_eq!(v["members"][0]["user"], "alice");
         assert_eq!(v["members"][0]["sessions"], 2);
         assert_eq!(v["anonymous"], 1);
-        p.change("/t", Some("alice"), false, |e| events.push(e));
-        p.change("/t", Some("alice"), false, |e| events.push(e));
-        p.change("/t", None, false, |e| events.push(e));
+        p.change("/t", Some("alice"), false, |e, _| events.push(e));
+        p.change("/t", Some("alice"), false, |e, _| events.push(e));
+        p.change("/t", None, false, |e, _| events.push(e));
         let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
         assert_eq!(last["type"], "leave");
         assert!(p.map.is_empty());

@@ -47,6 +47,19 @@ pub struct Subscriber {
     pub gap: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// Which subscriptions a delivery goes to. In a cluster a history destination reaches its
+/// exact subscriptions through the node's mirror of its stream and its wildcard ones through
+/// pub/sub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// Every matching subscription.
+    All,
+    /// Only subscriptions to exactly this destination.
+    Exact,
+    /// Only wildcard subscriptions.
+    Patterns,
+}
+
 /// Bounds a subscription's unacknowledged deliveries (`prefetch-count`).
 #[derive(Debug)]
 pub struct Credit {
@@ -210,13 +223,25 @@ impl Registry {
     ///
     /// `f` runs under the destination's read lock and must not block or call back into the
     /// registry; pushing to an outbox is what it is for.
-    pub fn for_each_match(&self, destination: &str, mut f: impl FnMut(&Subscriber)) {
-        if let Some(topic) = self.exact.get(destination).map(|t| Arc::clone(&t)) {
+    pub fn for_each_match(&self, destination: &str, f: impl FnMut(&Subscriber)) {
+        self.for_each_match_in(destination, Which::All, f);
+    }
+
+    /// As `for_each_match`, limited to exact or to wildcard subscriptions.
+    pub fn for_each_match_in(
+        &self,
+        destination: &str,
+        which: Which,
+        mut f: impl FnMut(&Subscriber),
+    ) {
+        if which != Which::Patterns
+            && let Some(topic) = self.exact.get(destination).map(|t| Arc::clone(&t))
+        {
             for sub in read(&topic.subs).list.iter() {
                 f(sub);
             }
         }
-        if self.pattern_subs.load(Ordering::Relaxed) == 0 {
+        if which == Which::Exact || self.pattern_subs.load(Ordering::Relaxed) == 0 {
             return;
         }
         let bytes = destination.as_bytes();

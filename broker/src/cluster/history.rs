@@ -32,6 +32,9 @@ pub(crate) async fn history_tail(
     let key = cluster.history_stream(history.destination());
     let capacity = history.keep().messages.max(1);
     let mut backoff = Duration::from_millis(50);
+    // Where this mirror is in the stream. After a reconnect it goes on from there (rather than
+    // jumping to the newest entry), so what was published meanwhile is still delivered.
+    let mut position: Option<String> = None;
     loop {
         if stop.is_cancelled() {
             return;
@@ -48,13 +51,35 @@ pub(crate) async fn history_tail(
                 continue;
             }
         };
-        // The newest entries, for resumes and the retained value.
+        if let Some(last) = position.clone() {
+            backoff = Duration::from_millis(50);
+            if !follow(
+                &broker,
+                &history,
+                &mut con,
+                &key,
+                last,
+                &mut position,
+                &stop,
+                generation,
+            )
+            .await
+            {
+                return;
+            }
+            if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+                return;
+            }
+            continue;
+        }
+        // The newest entries (and the one before them, to know that a client there missed
+        // nothing), for resumes and the retained value.
         let newest: redis::RedisResult<StreamRangeReply> = redis::cmd("XREVRANGE")
             .arg(&key)
             .arg("+")
             .arg("-")
             .arg("COUNT")
-            .arg(capacity)
+            .arg(capacity + 1)
             .query_async(&mut con)
             .await;
         let newest = match newest {
@@ -68,10 +93,16 @@ pub(crate) async fn history_tail(
                 continue;
             }
         };
-        let mut last = newest
+        let last = newest
             .first()
             .map(|e| e.id.clone())
             .unwrap_or_else(|| "0-0".to_owned());
+        let mut newest = newest;
+        let before = if newest.len() > capacity {
+            newest.pop().and_then(|e| Seq::parse(&e.id))
+        } else {
+            None
+        };
         let destination = history.destination();
         let entries: Vec<(Seq, Arc<Published>)> = newest
             .into_iter()
@@ -79,10 +110,45 @@ pub(crate) async fn history_tail(
             .filter_map(|e| decode(destination, e))
             .map(|(s, m, _)| (s, m))
             .collect();
-        if !history.load(&broker, generation, entries) {
+        if !history.load(&broker, generation, before, entries) {
             return;
         }
         backoff = Duration::from_millis(50);
+        position = Some(last.clone());
+        if !follow(
+            &broker,
+            &history,
+            &mut con,
+            &key,
+            last,
+            &mut position,
+            &stop,
+            generation,
+        )
+        .await
+        {
+            return;
+        }
+        if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+            return;
+        }
+    }
+}
+
+/// Reads the stream from `last` on, delivering each entry; returns `false` when the mirror
+/// is stopped, `true` when the link failed (to reconnect).
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    broker: &Broker,
+    history: &History,
+    con: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    mut last: String,
+    position: &mut Option<String>,
+    stop: &CancellationToken,
+    generation: u64,
+) -> bool {
+    {
         loop {
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT")
@@ -90,11 +156,11 @@ pub(crate) async fn history_tail(
                 .arg("BLOCK")
                 .arg(BLOCK_MS)
                 .arg("STREAMS")
-                .arg(&key)
+                .arg(key)
                 .arg(&last);
-            let read = cmd.query_async::<Option<StreamReadReply>>(&mut con);
+            let read = cmd.query_async::<Option<StreamReadReply>>(con);
             let reply = tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return false,
                 r = read => r,
             };
             match reply {
@@ -102,10 +168,11 @@ pub(crate) async fn history_tail(
                     for k in r.keys {
                         for e in k.ids {
                             last = e.id.clone();
+                            *position = Some(last.clone());
                             if let Some((seq, msg, policy)) = decode(history.destination(), e)
-                                && !history.append_remote(&broker, generation, seq, msg, policy)
+                                && !history.append_remote(broker, generation, seq, msg, policy)
                             {
-                                return;
+                                return false;
                             }
                         }
                     }
@@ -114,12 +181,9 @@ pub(crate) async fn history_tail(
                 Err(e) => {
                     broker.metrics.cluster_error();
                     warn!(error = %e, destination = history.destination(), "cluster: following history failed");
-                    break;
+                    return true;
                 }
             }
-        }
-        if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-            return;
         }
     }
 }

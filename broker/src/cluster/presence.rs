@@ -56,10 +56,14 @@ local function state(hash, prefix, kind, dest, who)
 end
 "#;
 
-/// KEYS: hash, companion stream. ARGV: field, delta, type, user, destination, prefix.
+/// KEYS: hash, companion stream. ARGV: field, count (this instance's, absolute: a lost
+/// command is repaired by the next one or by the resync), type, user, destination, prefix.
 const CHANGE: &str = r#"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[2]) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
 local ev = state(KEYS[1], ARGV[6], ARGV[3], ARGV[5], ARGV[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', ev)
 return 1
@@ -84,6 +88,31 @@ end
 return gone
 "#;
 
+/// KEYS: hash, companion stream. ARGV: prefix, destination, instance, then field/count pairs
+/// of this instance's counts. Makes this instance's fields exactly those; announces the list
+/// when that changed anything (commands lost in flight, or fields swept while this node was
+/// cut off from Redis).
+const RESYNC: &str = r#"
+local want = {}
+for i = 4, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+local mine = ARGV[3] .. ''
+local changed = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, #mine) == mine and want[f] == nil then
+    redis.call('HDEL', KEYS[1], f); changed = changed + 1
+  end
+end
+for f, c in pairs(want) do
+  if redis.call('HGET', KEYS[1], f) ~= c then
+    redis.call('HSET', KEYS[1], f, c); changed = changed + 1
+  end
+end
+if changed > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', state(KEYS[1], ARGV[1], 'update', ARGV[2], nil))
+end
+return changed
+"#;
+
 impl Cluster {
     fn presence_hash(&self, destination: &str) -> String {
         format!("{}:p:{destination}", self.prefix)
@@ -98,6 +127,7 @@ impl Cluster {
         companion: &str,
         user: Option<&str>,
         joined: bool,
+        count: usize,
     ) -> bool {
         self.watch_presence(destination, companion);
         let field = format!("{}\u{1}{}", self.instance, user.unwrap_or(""));
@@ -107,7 +137,7 @@ impl Cluster {
             .arg(self.presence_hash(destination))
             .arg(self.history_stream(companion))
             .arg(field)
-            .arg(if joined { 1 } else { -1 })
+            .arg(count)
             .arg(if joined { "join" } else { "leave" })
             .arg(user.unwrap_or(""))
             .arg(destination)
@@ -162,6 +192,38 @@ pub(super) async fn liveness(broker: Arc<Broker>, cluster: Arc<Cluster>) {
                 .cloned()
                 .collect();
             for (destination, companion) in watched {
+                // Forget destinations this node no longer takes part in.
+                let involved = broker.presence.has(&destination)
+                    || broker
+                        .histories
+                        .get(&companion)
+                        .is_some_and(|h| h.subscribers() > 0);
+                if !involved {
+                    cluster
+                        .presence_watch
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(destination.clone(), companion.clone()));
+                }
+                // This instance's counts, exactly as this node knows them.
+                let mut resync = redis::cmd("EVAL");
+                resync
+                    .arg(format!("{AGGREGATE}{RESYNC}"))
+                    .arg(2)
+                    .arg(cluster.presence_hash(&destination))
+                    .arg(cluster.history_stream(&companion))
+                    .arg(&cluster.prefix)
+                    .arg(&destination)
+                    .arg(&cluster.instance);
+                for (user, n) in broker.presence.local_counts(&destination) {
+                    resync
+                        .arg(format!("{}\u{1}{user}", cluster.instance))
+                        .arg(n);
+                }
+                if let Err(e) = resync.query_async::<i64>(&mut con).await {
+                    broker.metrics.cluster_error();
+                    warn!(error = %e, "cluster: presence resync failed");
+                }
                 let swept: redis::RedisResult<i64> = redis::cmd("EVAL")
                     .arg(format!("{AGGREGATE}{SWEEP}"))
                     .arg(2)

@@ -59,6 +59,7 @@ impl Session {
     /// Handles one frame, then answers its `receipt` (looked up once by the caller, which
     /// also needs it for an ERROR).
     pub(super) fn handle(&mut self, frame: Frame, receipt: Option<Bytes>) -> Result {
+        self.receipt_deferred = false;
         if !self.connected {
             return Err(ProtocolError::NotConnected(frame.command.as_str()));
         }
@@ -399,7 +400,12 @@ impl Session {
                         "resuming needs an exact destination, not a pattern",
                     ));
                 }
-                let history = (!user_destination && !wildcard && rule.keep.any())
+                // A presence companion is served by its own branch below, whatever rules its
+                // name matches.
+                let companion = !user_destination
+                    && !wildcard
+                    && self.broker.presence_base(&destination).is_some();
+                let history = (!user_destination && !wildcard && !companion && rule.keep.any())
                     .then(|| self.broker.histories.get_or_create(&destination, rule.keep));
                 // A resume where nothing is kept is a gap: the first message says so.
                 let gap = resume.map(|_| Arc::new(AtomicBool::new(history.is_none())));
@@ -462,7 +468,8 @@ impl Session {
                     });
                     let joined_now =
                         companion.join(&self.broker, &registry_key, subscriber, None, receipt);
-                    self.receipt_deferred = joined_now == crate::history::Join::Pending;
+                    self.receipt_deferred =
+                        joined_now == crate::history::Join::Pending && h.get("receipt").is_some();
                     joined = Some(companion);
                     (Source::Exact, credit)
                 } else if let Some(base) = (!user_destination)
@@ -517,7 +524,8 @@ impl Session {
                     });
                     let joined_now =
                         history.join(&self.broker, &registry_key, subscriber, resume, receipt);
-                    self.receipt_deferred = joined_now == crate::history::Join::Pending;
+                    self.receipt_deferred =
+                        joined_now == crate::history::Join::Pending && h.get("receipt").is_some();
                     joined = Some(Arc::clone(history));
                     (Source::Exact, credit)
                 } else {
@@ -526,7 +534,10 @@ impl Session {
                 }
             }
         };
-        let presence = matches!(source, Source::Exact) && !user_destination && rule.presence;
+        let presence = matches!(source, Source::Exact)
+            && !user_destination
+            && rule.presence
+            && self.broker.presence_base(&destination).is_none();
         if presence {
             self.broker
                 .announce_presence(&destination, self.user.as_deref(), true);
@@ -579,7 +590,7 @@ impl Session {
                 .announce_presence(&sub.destination, self.user.as_deref(), false);
         }
         if let Some(h) = &sub.history {
-            h.leave();
+            h.leave(self.conn, key);
         }
         match sub.source {
             Source::Exact => self
