@@ -9,14 +9,6 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stompbox");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("stompbox-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

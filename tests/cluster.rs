@@ -18,14 +18,6 @@ use stomp_codec::{Command, Frame};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stompbox");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process killed (SIGKILL) when dropped.
 struct Proc(Child);
 
@@ -158,18 +150,29 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// `[auth]` with the user alice (password "pw") besides anonymous sessions.
+fn alice_user() -> String {
+    let hash = broker::auth::hash_password("pw").unwrap();
+    format!(
+        "[auth]\nallow_anonymous = true\n\n[[auth.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+    )
+}
+
+/// A redis-server and three nodes (a, b, c) on it, with `extra` TOML; returns the Redis
+/// process, the scratch directory, Redis's port and the nodes.
+async fn three_nodes(tag: &str, extra: &str) -> (Proc, std::path::PathBuf, u16, [Node; 3]) {
+    let dir = tempdir(tag);
+    let rport = free_port();
+    let redis = redis(rport).await;
+    let a = Node::start("a", rport, &dir, extra).await;
+    let b = Node::start("b", rport, &dir, extra).await;
+    let c = Node::start("c", rport, &dir, extra).await;
+    (redis, dir, rport, [a, b, c])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_patterns_and_users_across_nodes_exactly_once() {
-    let dir = tempdir("pubsub");
-    let rport = free_port();
-    let _redis = redis(rport).await;
-    let hash = broker::auth::hash_password("pw").unwrap();
-    let users = format!(
-        "[auth]\nallow_anonymous = true\n\n[[auth.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
-    );
-    let a = Node::start("a", rport, &dir, &users).await;
-    let b = Node::start("b", rport, &dir, &users).await;
-    let c = Node::start("c", rport, &dir, &users).await;
+    let (_redis, dir, _, [a, b, c]) = three_nodes("pubsub", &alice_user()).await;
 
     // Exact destinations.
     let mut pa = a.client(&[]).await;
@@ -270,12 +273,7 @@ async fn pubsub_patterns_and_users_across_nodes_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_consumers_compete_and_a_dead_nodes_messages_move_on() {
-    let dir = tempdir("queue");
-    let rport = free_port();
-    let _redis = redis(rport).await;
-    let a = Node::start("a", rport, &dir, "").await;
-    let b = Node::start("b", rport, &dir, "").await;
-    let c = Node::start("c", rport, &dir, "").await;
+    let (_redis, dir, _, [a, b, c]) = three_nodes("queue", "").await;
 
     // Competing consumers on two nodes: each message exactly once over both.
     let mut cb = b.client(&[]).await;
@@ -358,12 +356,7 @@ async fn queue_consumers_compete_and_a_dead_nodes_messages_move_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_and_a_dead_node_leave_the_rest_serving() {
-    let dir = tempdir("faults");
-    let rport = free_port();
-    let redis_proc = redis(rport).await;
-    let a = Node::start("a", rport, &dir, "").await;
-    let b = Node::start("b", rport, &dir, "").await;
-    let c = Node::start("c", rport, &dir, "").await;
+    let (redis_proc, dir, rport, [a, b, c]) = three_nodes("faults", "").await;
     let mut pa = a.client(&[]).await;
     let mut local = a.client(&[]).await;
     let mut remote = b.client(&[]).await;
@@ -501,12 +494,7 @@ async fn subscribe_from(c: &mut Client, destination: &str, from: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_shared_so_a_client_resumes_on_another_node() {
-    let dir = tempdir("history");
-    let rport = free_port();
-    let _redis = redis(rport).await;
-    let a = Node::start("a", rport, &dir, "").await;
-    let b = Node::start("b", rport, &dir, "").await;
-    let c = Node::start("c", rport, &dir, "").await;
+    let (_redis, dir, _, [a, b, c]) = three_nodes("history", "").await;
     let mut pub_c = c.client(&[]).await;
     // A reader on A, until it drops.
     let mut reader = a.client(&[]).await;
@@ -616,16 +604,7 @@ async fn presence_event(c: &mut Client) -> (serde_json::Value, Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_cluster_wide_and_a_dead_node_leaves_it() {
-    let dir = tempdir("presence");
-    let rport = free_port();
-    let _redis = redis(rport).await;
-    let hash = broker::auth::hash_password("pw").unwrap();
-    let users = format!(
-        "[auth]\nallow_anonymous = true\n\n[[auth.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
-    );
-    let a = Node::start("a", rport, &dir, &users).await;
-    let b = Node::start("b", rport, &dir, &users).await;
-    let c = Node::start("c", rport, &dir, &users).await;
+    let (_redis, dir, _, [a, b, c]) = three_nodes("presence", &alice_user()).await;
     let mut watcher = c.client(&[]).await;
     subscribe_from(&mut watcher, "/topic/room/1/presence", None).await;
     // Nobody there yet: an empty snapshot.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use broker::client::Client;
 use bytes::{Bytes, BytesMut};
-use common::WAIT;
+use common::{WAIT, free_port};
 use stomp_codec::{Command, Decoded, Decoder, DecoderConfig, Frame, Version, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -68,14 +68,6 @@ impl Drop for BrokerProcess {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config_toml(http: u16, tcp: u16) -> String {

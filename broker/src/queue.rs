@@ -249,21 +249,26 @@ impl Queues {
         }
     }
 
+    fn new_queue(&self, name: &str, max_pending: usize) -> Arc<Queue> {
+        Arc::new(Queue {
+            name: name.into(),
+            state: Mutex::new(State::default()),
+            max_pending,
+            total_pending: Arc::clone(&self.total_pending),
+            max_total: self.max_total,
+            credit: Notify::new(),
+        })
+    }
+
     /// The queue for `name`, created on first use.
     pub fn get_or_create(&self, name: &str, max_pending: usize) -> Arc<Queue> {
         if let Some(q) = self.map.get(name) {
             return Arc::clone(&q);
         }
-        let entry = self.map.entry(name.into()).or_insert_with(|| {
-            Arc::new(Queue {
-                name: name.into(),
-                state: Mutex::new(State::default()),
-                max_pending,
-                total_pending: Arc::clone(&self.total_pending),
-                max_total: self.max_total,
-                credit: Notify::new(),
-            })
-        });
+        let entry = self
+            .map
+            .entry(name.into())
+            .or_insert_with(|| self.new_queue(name, max_pending));
         Arc::clone(&entry)
     }
 
@@ -276,16 +281,10 @@ impl Queues {
         max_pending: usize,
         add: impl FnOnce(&Arc<Queue>),
     ) -> Arc<Queue> {
-        let entry = self.map.entry(name.into()).or_insert_with(|| {
-            Arc::new(Queue {
-                name: name.into(),
-                state: Mutex::new(State::default()),
-                max_pending,
-                total_pending: Arc::clone(&self.total_pending),
-                max_total: self.max_total,
-                credit: Notify::new(),
-            })
-        });
+        let entry = self
+            .map
+            .entry(name.into())
+            .or_insert_with(|| self.new_queue(name, max_pending));
         add(&entry);
         Arc::clone(&entry)
     }

@@ -21,6 +21,15 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     Server::start(config).await.expect("broker starts")
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a process started with a config).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The WebSocket URL of a server.
 pub fn ws_url(server: &Server) -> String {
     format!("ws://{}/ws", server.http_addr())

@@ -273,6 +273,20 @@ impl Session {
         }
     }
 
+    /// The RECEIPT a frame with these headers asks for, encoded, for a join that may answer
+    /// it later (once a cluster's history mirror has served it).
+    fn receipt_for_later(&self, h: &Headers) -> Option<WireFrame> {
+        h.get_bytes("receipt").map(|id| {
+            let mut buf = bytes::BytesMut::new();
+            stomp_codec::encode_frame(
+                &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
+                self.version,
+                &mut buf,
+            );
+            WireFrame::new(buf.freeze(), true)
+        })
+    }
+
     /// Checks the access rules; a refusal ends the connection with ERROR "access denied".
     fn authorize(&self, action: Action, destination: &str) -> Result {
         if self
@@ -457,15 +471,7 @@ impl Session {
                         },
                         Some(empty),
                     );
-                    let receipt = h.get_bytes("receipt").map(|id| {
-                        let mut buf = bytes::BytesMut::new();
-                        stomp_codec::encode_frame(
-                            &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
-                            self.version,
-                            &mut buf,
-                        );
-                        WireFrame::new(buf.freeze(), true)
-                    });
+                    let receipt = self.receipt_for_later(h);
                     let joined_now =
                         companion.join(&self.broker, &registry_key, subscriber, None, receipt);
                     self.receipt_deferred =
@@ -513,15 +519,7 @@ impl Session {
                     // Registered and handed what came before in one step (see `history`).
                     // In a cluster the join may wait for the destination's mirror; then the
                     // RECEIPT goes out when it is served.
-                    let receipt = h.get_bytes("receipt").map(|id| {
-                        let mut buf = bytes::BytesMut::new();
-                        stomp_codec::encode_frame(
-                            &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
-                            self.version,
-                            &mut buf,
-                        );
-                        WireFrame::new(buf.freeze(), true)
-                    });
+                    let receipt = self.receipt_for_later(h);
                     let joined_now =
                         history.join(&self.broker, &registry_key, subscriber, resume, receipt);
                     self.receipt_deferred =
