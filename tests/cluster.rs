@@ -36,18 +36,11 @@ async fn wait_port(port: u16) {
     .await;
 }
 
-async fn redis(port: u16) -> Proc {
+/// A redis-server with `args` (which say where it listens), once `port` accepts.
+async fn redis_server(port: u16, args: &[String]) -> Proc {
     let child = Process::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -55,6 +48,11 @@ async fn redis(port: u16) -> Proc {
     let p = Proc(child);
     wait_port(port).await;
     p
+}
+
+/// A plain redis-server on `port`.
+async fn redis(port: u16) -> Proc {
+    redis_server(port, &["--port".into(), port.to_string()]).await
 }
 
 struct Node {
@@ -65,24 +63,32 @@ struct Node {
 
 impl Node {
     async fn start(name: &str, redis_port: u16, dir: &std::path::Path, users: &str) -> Self {
+        let config = format!(
+            "[[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n\
+             [[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\n\n\
+             [[destinations]]\npattern = \"/topic/last/*\"\nretain_last = true\n\n\
+             [[destinations]]\npattern = \"/topic/room/*\"\npresence = true\n\n\
+             [cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{name}\"\n\
+             reconnect_max_ms = 200\nclaim_idle_ms = 1000\n\n{users}"
+        );
+        Self::spawn(name, dir, &config, &[]).await
+    }
+
+    /// A node with `config` (all but `[server]`) and `env`, once it listens.
+    async fn spawn(name: &str, dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let config = dir.join(format!("{name}.toml"));
+        let path = dir.join(format!("{name}.toml"));
         std::fs::write(
-            &config,
+            &path,
             format!(
-                "[server]\nwebsocket = \"127.0.0.1:{port}\"\nshutdown_grace_ms = 1000\n\n\
-                 [[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n\
-                 [[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\n\n\
-                 [[destinations]]\npattern = \"/topic/last/*\"\nretain_last = true\n\n\
-                 [[destinations]]\npattern = \"/topic/room/*\"\npresence = true\n\n\
-                 [cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{name}\"\n\
-                 reconnect_max_ms = 200\nclaim_idle_ms = 1000\n\n{users}"
+                "[server]\nwebsocket = \"127.0.0.1:{port}\"\nshutdown_grace_ms = 1000\n\n{config}"
             ),
         )
         .unwrap();
         let child = Process::new(BIN)
             .arg("--config")
-            .arg(&config)
+            .arg(&path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -332,8 +338,19 @@ async fn queue_consumers_compete_and_a_dead_nodes_messages_move_on() {
         .subscribe("r", "/queue/orders", &[("ack", "client-individual")])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_quiet(&mut rescuer).await;
+    // The property is about a stretch of time: for 2.5 × claim_idle_ms, nothing arrives.
+    let window = tokio::time::Instant::now() + Duration::from_millis(2500);
+    loop {
+        let left = window.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match rescuer.next_event(left).await {
+            Ok(Event::Frame(f)) => panic!("taken from a live node: {f:?}"),
+            Ok(_) => {}      // heart-beats
+            Err(_) => break, // nothing within the window
+        }
+    }
     drop(b); // SIGKILL: no ack ever reaches Redis.
     let mut got = HashSet::new();
     for _ in 0..5 {
@@ -411,59 +428,35 @@ async fn over_tls_with_a_password() {
     let dir = tempdir("tls");
     let rport = free_port();
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
-    let child = Process::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &rport.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--tls-cert-file")
-        .arg(keys.join("tls-server1.pem"))
-        .arg("--tls-key-file")
-        .arg(keys.join("tls-server1.key"))
-        .arg("--tls-ca-cert-file")
-        .arg(keys.join("tls-ca.pem"))
-        .args([
-            "--tls-auth-clients",
-            "no",
-            "--requirepass",
-            "s3cret",
-            "--save",
-            "",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on the PATH");
-    let _redis = Proc(child);
-    wait_port(rport).await;
+    let key = |f: &str| keys.join(f).display().to_string();
+    let _redis = redis_server(
+        rport,
+        &[
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            rport.to_string(),
+            "--tls-cert-file".into(),
+            key("tls-server1.pem"),
+            "--tls-key-file".into(),
+            key("tls-server1.key"),
+            "--tls-ca-cert-file".into(),
+            key("tls-ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            "s3cret".into(),
+        ],
+    )
+    .await;
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
-        let port = free_port();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nwebsocket = \"127.0.0.1:{port}\"\n\n[cluster]\nredis = \"rediss://localhost:{rport}\"\n\
-                 password_env = \"TEST_REDIS_PASSWORD\"\ntls_ca_file = {:?}\nnode_id = \"{name}\"\n",
-                keys.join("tls-ca.pem")
-            ),
-        )
-        .unwrap();
-        let child = Process::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .env("TEST_REDIS_PASSWORD", "s3cret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let proc = Proc(child);
-        wait_port(port).await;
-        nodes.push(Node { _proc: proc, port });
+        let config = format!(
+            "[cluster]\nredis = \"rediss://localhost:{rport}\"\npassword_env = \"TEST_REDIS_PASSWORD\"\n\
+             tls_ca_file = {:?}\nnode_id = \"{name}\"\n",
+            key("tls-ca.pem")
+        );
+        nodes.push(Node::spawn(name, &dir, &config, &[("TEST_REDIS_PASSWORD", "s3cret")]).await);
     }
     let mut pa = nodes[0].client(&[]).await;
     let mut sb = nodes[1].client(&[]).await;

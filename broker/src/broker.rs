@@ -402,9 +402,10 @@ impl Broker {
         let msg = Arc::new(Published::from_envelope(env));
         // A history destination's exact subscribers are served by the node's mirror of its
         // stream; pub/sub carries it to wildcard subscriptions only.
-        let which = match self.router.route_broker(&env.key) {
-            Route::Broker(rule) if rule.keep.any() => Which::Patterns,
-            _ => Which::All,
+        let which = if self.mirrored(&env.key) {
+            Which::Patterns
+        } else {
+            Which::All
         };
         let outcome = self.fan_out_to(&env.key, &msg, env.policy, which);
         self.metrics.delivered.inc_by(outcome.delivered as u64);
@@ -421,15 +422,26 @@ impl Broker {
     /// Registers a local subscription to an exact key (destination or user key).
     pub(crate) fn subscribe_exact(&self, key: &str, sub: Subscriber) {
         self.registry.subscribe_exact(key, sub);
-        if let Some(c) = &self.cluster {
+        if let Some(c) = &self.cluster
+            && !self.mirrored(key)
+        {
             c.watch_key(key);
         }
+    }
+
+    /// Whether exact subscribers of `key` get its messages from the node's mirror of a
+    /// history stream rather than from pub/sub (which then carries it to wildcards only).
+    fn mirrored(&self, key: &str) -> bool {
+        matches!(self.router.route_broker(key), Route::Broker(rule) if rule.keep.any())
+            || self.presence_base(key).is_some()
     }
 
     /// Removes a local subscription to an exact key.
     pub(crate) fn unsubscribe_exact(&self, key: &str, conn: ConnId, sub_key: u32) {
         self.registry.unsubscribe_exact(key, conn, sub_key);
-        if let Some(c) = &self.cluster {
+        if let Some(c) = &self.cluster
+            && !self.mirrored(key)
+        {
             c.unwatch_key(key);
         }
     }

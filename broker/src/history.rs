@@ -476,8 +476,11 @@ impl History {
     }
 
     /// Messages held (for tests).
+    /// Messages held, once what has aged past `history_ttl_ms` is dropped.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        let mut st = self.lock();
+        self.evict(&mut st);
+        st.entries.len()
     }
 
     /// Whether nothing is held.

@@ -48,33 +48,12 @@ impl Envelope {
 
     /// Encodes the envelope.
     pub fn encode(&self) -> Bytes {
-        let size = 64
-            + self.origin.len()
-            + self.key.len()
-            + self.destination.len()
-            + self.message_id.len()
-            + self
-                .headers
-                .iter()
-                .map(|(n, v)| 8 + n.len() + v.len())
-                .sum::<usize>()
-            + self.body.len();
-        let mut out = BytesMut::with_capacity(size);
-        out.put_u8(VERSION);
-        for s in [&self.origin, &self.key, &self.destination, &self.message_id] {
-            put(&mut out, s.as_bytes());
-        }
-        out.put_u8(match self.policy {
-            SlowConsumerPolicy::Drop => 0,
-            SlowConsumerPolicy::Disconnect => 1,
-        });
-        out.put_u16(u16::try_from(self.headers.len()).unwrap_or(u16::MAX));
-        for (n, v) in self.headers.iter().take(usize::from(u16::MAX)) {
-            put(&mut out, n);
-            put(&mut out, v);
-        }
-        out.put_slice(&self.body);
-        out.freeze()
+        encode(
+            [&self.origin, &self.key, &self.destination, &self.message_id],
+            self.policy,
+            self.headers.iter().map(|(n, v)| (&n[..], &v[..])),
+            &self.body,
+        )
     }
 
     /// Decodes an envelope; the body is a slice of `data`, not a copy.
@@ -108,6 +87,41 @@ impl Envelope {
             body: data,
         })
     }
+}
+
+/// Encodes an envelope from borrowed parts (`origin`, `key`, `destination`, `message-id`),
+/// in one allocation: the publish path builds no owned `Envelope` first.
+pub fn encode<'a>(
+    strings: [&str; 4],
+    policy: SlowConsumerPolicy,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    body: &[u8],
+) -> Bytes {
+    let size = 1
+        + strings.iter().map(|s| 4 + s.len()).sum::<usize>()
+        + 3
+        + headers
+            .clone()
+            .map(|(n, v)| 8 + n.len() + v.len())
+            .sum::<usize>()
+        + body.len();
+    let mut out = BytesMut::with_capacity(size);
+    out.put_u8(VERSION);
+    for s in strings {
+        put(&mut out, s.as_bytes());
+    }
+    out.put_u8(match policy {
+        SlowConsumerPolicy::Drop => 0,
+        SlowConsumerPolicy::Disconnect => 1,
+    });
+    let count = headers.clone().count().min(usize::from(u16::MAX));
+    out.put_u16(count as u16);
+    for (n, v) in headers.take(count) {
+        put(&mut out, n);
+        put(&mut out, v);
+    }
+    out.put_slice(body);
+    out.freeze()
 }
 
 fn put(out: &mut BytesMut, b: &[u8]) {

@@ -1,16 +1,18 @@
 //! A node's mirror of a history destination's Redis stream: loads its newest entries, then
 //! follows it, delivering each new entry to the node's subscribers (see `crate::history`).
+//! After a reconnect it goes on from where it was, so what was published meanwhile is still
+//! delivered, in order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::Value;
+use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
-use super::back_off;
+use super::Retry;
 use super::codec::Envelope;
 use crate::broker::Broker;
 use crate::history::{History, Seq};
@@ -18,6 +20,29 @@ use crate::message::Published;
 
 /// How long one blocking read waits for new entries.
 const BLOCK_MS: u64 = 500;
+
+/// Why following stopped.
+enum Ended {
+    /// The mirror is no longer wanted (last subscriber gone, shutdown, a newer mirror).
+    Stopped,
+    /// The link failed: reconnect and go on.
+    Failed(redis::RedisError),
+}
+
+impl From<redis::RedisError> for Ended {
+    fn from(e: redis::RedisError) -> Self {
+        Ended::Failed(e)
+    }
+}
+
+/// One mirror of one destination.
+struct Mirror<'a> {
+    broker: &'a Broker,
+    history: &'a History,
+    key: String,
+    generation: u64,
+    stop: &'a CancellationToken,
+}
 
 /// Follows `history`'s stream until `stop` (its last local subscriber left, or shutdown).
 pub(crate) async fn history_tail(
@@ -29,159 +54,114 @@ pub(crate) async fn history_tail(
     let Some(cluster) = broker.cluster.clone() else {
         return;
     };
-    let key = cluster.history_stream(history.destination());
-    let capacity = history.keep().messages.max(1);
-    let mut backoff = Duration::from_millis(50);
-    // Where this mirror is in the stream. After a reconnect it goes on from there (rather than
-    // jumping to the newest entry), so what was published meanwhile is still delivered.
+    let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
+    let mut retry = Retry::new(&broker, &cluster, "history", Some(response));
+    let mirror = Mirror {
+        broker: &broker,
+        history: &history,
+        key: cluster.history_stream(history.destination()),
+        generation,
+        stop: &stop,
+    };
+    // Where the mirror is in the stream, once loaded.
     let mut position: Option<String> = None;
-    loop {
-        if stop.is_cancelled() {
+    while !stop.is_cancelled() {
+        let Some(mut con) = retry.connect().await else {
             return;
-        }
-        let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
-        let mut con = match cluster.connect(Some(response)).await {
-            Ok(c) => c,
-            Err(e) => {
-                broker.metrics.cluster_error();
-                warn!(error = %e, destination = history.destination(), "cluster: history link down; retrying");
-                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+        };
+        let ended = match &position {
+            Some(_) => mirror.follow(&mut con, &mut position, &mut retry).await,
+            None => match mirror.load(&mut con).await {
+                Ok(Some(newest)) => {
+                    position = Some(newest);
+                    retry.worked();
+                    mirror.follow(&mut con, &mut position, &mut retry).await
+                }
+                Ok(None) => Ended::Stopped,
+                Err(e) => Ended::Failed(e),
+            },
+        };
+        match ended {
+            Ended::Stopped => return,
+            Ended::Failed(e) => {
+                if !retry.failed(&e).await {
                     return;
                 }
-                continue;
             }
-        };
-        if let Some(last) = position.clone() {
-            backoff = Duration::from_millis(50);
-            if !follow(
-                &broker,
-                &history,
-                &mut con,
-                &key,
-                last,
-                &mut position,
-                &stop,
-                generation,
-            )
-            .await
-            {
-                return;
-            }
-            if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-                return;
-            }
-            continue;
         }
-        // The newest entries (and the one before them, to know that a client there missed
-        // nothing), for resumes and the retained value.
-        let newest: redis::RedisResult<StreamRangeReply> = redis::cmd("XREVRANGE")
-            .arg(&key)
+    }
+}
+
+impl Mirror<'_> {
+    /// Loads the newest entries (and the one before them, so a client positioned there is
+    /// known to have missed nothing). Returns the newest id to follow from, or `None` when
+    /// this mirror is stale.
+    async fn load(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<Option<String>> {
+        let capacity = self.history.keep().messages.max(1);
+        let mut newest = redis::cmd("XREVRANGE")
+            .arg(&self.key)
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(capacity + 1)
-            .query_async(&mut con)
-            .await;
-        let newest = match newest {
-            Ok(r) => r.ids,
-            Err(e) => {
-                broker.metrics.cluster_error();
-                warn!(error = %e, destination = history.destination(), "cluster: loading history failed");
-                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-                    return;
-                }
-                continue;
-            }
-        };
+            .query_async::<StreamRangeReply>(con)
+            .await?
+            .ids;
         let last = newest
             .first()
-            .map(|e| e.id.clone())
-            .unwrap_or_else(|| "0-0".to_owned());
-        let mut newest = newest;
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
         let before = if newest.len() > capacity {
             newest.pop().and_then(|e| Seq::parse(&e.id))
         } else {
             None
         };
-        let destination = history.destination();
-        let entries: Vec<(Seq, Arc<Published>)> = newest
+        let destination = self.history.destination();
+        let entries = newest
             .into_iter()
             .rev()
             .filter_map(|e| decode(destination, e))
             .map(|(s, m, _)| (s, m))
             .collect();
-        if !history.load(&broker, generation, before, entries) {
-            return;
-        }
-        backoff = Duration::from_millis(50);
-        position = Some(last.clone());
-        if !follow(
-            &broker,
-            &history,
-            &mut con,
-            &key,
-            last,
-            &mut position,
-            &stop,
-            generation,
-        )
-        .await
-        {
-            return;
-        }
-        if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-            return;
-        }
+        Ok(self
+            .history
+            .load(self.broker, self.generation, before, entries)
+            .then_some(last))
     }
-}
 
-/// Reads the stream from `last` on, delivering each entry; returns `false` when the mirror
-/// is stopped, `true` when the link failed (to reconnect).
-#[allow(clippy::too_many_arguments)]
-async fn follow(
-    broker: &Broker,
-    history: &History,
-    con: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    mut last: String,
-    position: &mut Option<String>,
-    stop: &CancellationToken,
-    generation: u64,
-) -> bool {
-    {
+    /// Reads the stream after `position`, delivering each entry and moving `position` on.
+    async fn follow(
+        &self,
+        con: &mut MultiplexedConnection,
+        position: &mut Option<String>,
+        retry: &mut Retry<'_>,
+    ) -> Ended {
         loop {
+            let from = position.clone().unwrap_or_else(|| "0-0".to_owned());
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT")
                 .arg(256)
                 .arg("BLOCK")
                 .arg(BLOCK_MS)
                 .arg("STREAMS")
-                .arg(key)
-                .arg(&last);
-            let read = cmd.query_async::<Option<StreamReadReply>>(con);
+                .arg(&self.key)
+                .arg(from);
             let reply = tokio::select! {
-                _ = stop.cancelled() => return false,
-                r = read => r,
+                _ = self.stop.cancelled() => return Ended::Stopped,
+                r = cmd.query_async::<Option<StreamReadReply>>(con) => r,
             };
-            match reply {
-                Ok(Some(r)) => {
-                    for k in r.keys {
-                        for e in k.ids {
-                            last = e.id.clone();
-                            *position = Some(last.clone());
-                            if let Some((seq, msg, policy)) = decode(history.destination(), e)
-                                && !history.append_remote(broker, generation, seq, msg, policy)
-                            {
-                                return false;
-                            }
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    broker.metrics.cluster_error();
-                    warn!(error = %e, destination = history.destination(), "cluster: following history failed");
-                    return true;
+            let entries = match reply {
+                Ok(r) => r.map(|r| r.keys).unwrap_or_default(),
+                Err(e) => return e.into(),
+            };
+            retry.worked();
+            for e in entries.into_iter().flat_map(|k| k.ids) {
+                *position = Some(e.id.clone());
+                if let Some((seq, msg, policy)) = decode(self.history.destination(), e)
+                    && !self
+                        .history
+                        .append_remote(self.broker, self.generation, seq, msg, policy)
+                {
+                    return Ended::Stopped;
                 }
             }
         }

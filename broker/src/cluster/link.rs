@@ -10,10 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::codec::Envelope;
-use super::{Cluster, Outgoing, back_off};
+use super::{Cluster, Outgoing, Retry};
 use crate::broker::Broker;
 
 /// Commands sent in one pipeline at most.
@@ -25,23 +25,14 @@ pub(super) async fn publisher(
     cluster: Arc<Cluster>,
     mut rx: mpsc::Receiver<Outgoing>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut retry = Retry::new(&broker, &cluster, "publish", Some(Duration::from_secs(10)));
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let mut con = match cluster.connect(Some(Duration::from_secs(10))).await {
-            Ok(c) => c,
-            Err(e) => {
-                cluster.publisher_up.store(false, Ordering::Relaxed);
-                broker.metrics.cluster_error();
-                warn!(error = %e, "cluster: cannot reach Redis to publish; retrying");
-                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-                    return;
-                }
-                continue;
-            }
+        let Some(mut con) = retry.connect().await else {
+            return;
         };
         cluster.publisher_up.store(true, Ordering::Relaxed);
-        backoff = Duration::from_millis(50);
+        retry.worked();
         loop {
             batch.clear();
             let n = tokio::select! {
@@ -97,10 +88,11 @@ pub(super) async fn publisher(
             }
             if let Err(e) = pipe.query_async::<()>(&mut con).await {
                 // The batch is lost for other nodes (local delivery happened); counted.
-                broker.metrics.cluster_error();
                 broker.metrics.cluster_dropped(n as u64);
                 cluster.publisher_up.store(false, Ordering::Relaxed);
-                warn!(error = %e, "cluster: publishing to Redis failed; reconnecting");
+                if !retry.failed(&e).await {
+                    return;
+                }
                 break;
             }
             if broker.shutdown.is_cancelled() && rx.is_empty() {
@@ -112,7 +104,7 @@ pub(super) async fn publisher(
 
 /// Receives other nodes' messages for the keys local clients subscribe to.
 pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut retry = Retry::new(&broker, &cluster, "subscribe", None);
     let mut ever_up = false;
     loop {
         if broker.shutdown.is_cancelled() {
@@ -121,10 +113,7 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         let pubsub = match cluster.client.get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
-                cluster.subscriber_up.store(false, Ordering::Relaxed);
-                broker.metrics.cluster_error();
-                warn!(error = %e, "cluster: cannot reach Redis to subscribe; retrying");
-                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+                if !retry.failed(&e).await {
                     return;
                 }
                 continue;
@@ -134,9 +123,7 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         let mut channels = HashSet::new();
         let mut patterns = HashSet::new();
         if let Err(e) = sync(&cluster, &mut sink, &mut channels, &mut patterns).await {
-            broker.metrics.cluster_error();
-            warn!(error = %e, "cluster: cannot subscribe in Redis; retrying");
-            if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+            if !retry.failed(&e).await {
                 return;
             }
             continue;
@@ -146,7 +133,7 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
             info!("cluster: reconnected to Redis");
         }
         ever_up = true;
-        backoff = Duration::from_millis(50);
+        retry.worked();
         let mut recent = Recent::default();
         loop {
             tokio::select! {
@@ -163,8 +150,9 @@ pub(super) async fn subscriber(broker: Arc<Broker>, cluster: Arc<Cluster>) {
             }
         }
         cluster.subscriber_up.store(false, Ordering::Relaxed);
-        broker.metrics.cluster_error();
-        warn!("cluster: lost the Redis subscription link; reconnecting");
+        if !retry.failed(&"the subscription link was lost").await {
+            return;
+        }
     }
 }
 

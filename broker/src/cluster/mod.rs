@@ -202,26 +202,6 @@ impl Cluster {
         format!("{}:h:{destination}", self.prefix)
     }
 
-    /// Appends a message to a history destination's stream (its entry id becomes the
-    /// message id). `false` when the backlog is full.
-    pub fn append_history(
-        &self,
-        destination: &str,
-        policy: SlowConsumerPolicy,
-        headers: &Headers,
-        body: &Bytes,
-        max_len: usize,
-    ) -> bool {
-        let payload = self.envelope(destination, destination, "", policy, headers, body);
-        self.outgoing
-            .try_send(Outgoing::XAdd {
-                key: self.history_stream(destination),
-                payload,
-                max_len,
-            })
-            .is_ok()
-    }
-
     /// A Redis glob matching every channel a wildcard subscription with this literal prefix
     /// can match (a superset: local matching is exact).
     fn pattern(&self, literal_prefix: &str) -> String {
@@ -267,8 +247,9 @@ impl Cluster {
         )
     }
 
-    /// Sends a message this node accepted to the other nodes. Never waits: with the backlog
-    /// full the message is not sent (local delivery already happened) and `false` says so.
+    /// Sends a message this node accepted to the other nodes (`PUBLISH` on the key's channel).
+    /// Never waits: with the backlog full the message is not sent (local delivery already
+    /// happened) and `false` says so.
     pub fn publish(
         &self,
         key: &str,
@@ -278,13 +259,11 @@ impl Cluster {
         headers: &Headers,
         body: &Bytes,
     ) -> bool {
-        let payload = self.envelope(key, destination, message_id, policy, headers, body);
-        self.outgoing
-            .try_send(Outgoing::Publish {
-                channel: self.channel(key),
-                payload,
-            })
-            .is_ok()
+        let payload = self.envelope([key, destination, message_id], policy, headers, body);
+        self.send(Outgoing::Publish {
+            channel: self.channel(key),
+            payload,
+        })
     }
 
     /// Adds a message to a queue destination's stream. `false` when the backlog is full.
@@ -297,20 +276,54 @@ impl Cluster {
         max_len: usize,
     ) -> bool {
         let payload = self.envelope(
-            destination,
-            destination,
-            message_id,
+            [destination, destination, message_id],
             SlowConsumerPolicy::Drop,
             headers,
             body,
         );
-        self.outgoing
-            .try_send(Outgoing::XAdd {
-                key: self.stream(destination),
-                payload,
-                max_len,
-            })
-            .is_ok()
+        self.send(Outgoing::XAdd {
+            key: self.stream(destination),
+            payload,
+            max_len,
+        })
+    }
+
+    /// Appends a message to a history destination's stream (its entry id becomes the
+    /// message id). `false` when the backlog is full.
+    pub fn append_history(
+        &self,
+        destination: &str,
+        policy: SlowConsumerPolicy,
+        headers: &Headers,
+        body: &Bytes,
+        max_len: usize,
+    ) -> bool {
+        let payload = self.envelope([destination, destination, ""], policy, headers, body);
+        self.send(Outgoing::XAdd {
+            key: self.history_stream(destination),
+            payload,
+            max_len,
+        })
+    }
+
+    fn envelope(
+        &self,
+        [key, destination, message_id]: [&str; 3],
+        policy: SlowConsumerPolicy,
+        headers: &Headers,
+        body: &Bytes,
+    ) -> Bytes {
+        codec::encode(
+            [&self.node, key, destination, message_id],
+            policy,
+            headers.as_slice().iter().map(|(n, v)| (&n[..], &v[..])),
+            body,
+        )
+    }
+
+    /// Queues a command for the publisher link, in order, without waiting.
+    fn send(&self, what: Outgoing) -> bool {
+        self.outgoing.try_send(what).is_ok()
     }
 
     /// A multiplexed connection whose requests time out after `response_timeout` (`None`:
@@ -358,35 +371,10 @@ impl Cluster {
         }
         // Best effort: an ack that cannot be sent leaves the message to be claimed again
         // later (at-least-once), which is the safe side.
-        let _ = self.outgoing.try_send(Outgoing::XAck {
+        let _ = self.send(Outgoing::XAck {
             key: r.key.clone(),
             id: r.id.clone(),
         });
-    }
-
-    fn envelope(
-        &self,
-        key: &str,
-        destination: &str,
-        message_id: &str,
-        policy: SlowConsumerPolicy,
-        headers: &Headers,
-        body: &Bytes,
-    ) -> Bytes {
-        Envelope {
-            origin: self.node.clone(),
-            key: key.to_owned(),
-            destination: destination.to_owned(),
-            message_id: message_id.to_owned(),
-            policy,
-            headers: headers
-                .as_slice()
-                .iter()
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect(),
-            body: body.clone(),
-        }
-        .encode()
     }
 
     /// A local consumer subscribed to a queue destination (already added to `queue`): make
@@ -467,13 +455,68 @@ fn escape_glob(s: &str) -> String {
     out
 }
 
-/// Waits `backoff` (or until shutdown: `false`), then doubles it up to `max`.
-async fn back_off(broker: &crate::Broker, backoff: &mut Duration, max: Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(max);
-    tokio::select! {
-        _ = broker.shutdown.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
+/// How one long-lived link to Redis recovers: failures are counted and logged, then it waits
+/// (50 ms, doubling up to `reconnect_max_ms`) before trying again. Shutdown ends the wait.
+struct Retry<'a> {
+    broker: &'a crate::Broker,
+    cluster: &'a Cluster,
+    what: &'static str,
+    response_timeout: Option<Duration>,
+    backoff: Duration,
+}
+
+impl<'a> Retry<'a> {
+    const FIRST: Duration = Duration::from_millis(50);
+
+    fn new(
+        broker: &'a crate::Broker,
+        cluster: &'a Cluster,
+        what: &'static str,
+        response_timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            broker,
+            cluster,
+            what,
+            response_timeout,
+            backoff: Self::FIRST,
+        }
+    }
+
+    /// A connection, trying until one works; `None` at shutdown.
+    async fn connect(&mut self) -> Option<redis::aio::MultiplexedConnection> {
+        loop {
+            match self.cluster.connect(self.response_timeout).await {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    if !self.failed(&e).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The link worked: the next failure starts the backoff afresh.
+    fn worked(&mut self) {
+        self.backoff = Self::FIRST;
+    }
+
+    /// A failure: counted, logged, then the pause. `false` at shutdown.
+    async fn failed(&mut self, e: &(dyn std::fmt::Display + Sync)) -> bool {
+        self.broker.metrics.cluster_error();
+        tracing::warn!(error = %e, link = self.what, "cluster: Redis link failed; retrying");
+        self.pause().await
+    }
+
+    /// The pause before the next attempt. `false` at shutdown.
+    async fn pause(&mut self) -> bool {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.cluster.reconnect_max);
+        tokio::select! {
+            _ = self.broker.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
     }
 }
 

@@ -14,9 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
-
-use super::{Cluster, back_off};
+use super::{Cluster, Retry};
 use crate::broker::Broker;
 
 /// How often an instance says it is alive, and how long the word holds.
@@ -118,6 +116,17 @@ impl Cluster {
         format!("{}:p:{destination}", self.prefix)
     }
 
+    /// `EVAL` of one of the presence scripts (with the shared aggregation), its two keys set:
+    /// the destination's hash and its companion's stream. The caller adds the arguments.
+    fn presence_script(&self, script: &str, destination: &str, companion: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(format!("{AGGREGATE}{script}"))
+            .arg(2)
+            .arg(self.presence_hash(destination))
+            .arg(self.history_stream(companion));
+        cmd
+    }
+
     /// Counts a subscription in or out of `destination`'s presence, cluster-wide, and
     /// announces it on the companion destination's stream. Ordered with everything else this
     /// node sends; never waits (`false`: the backlog is full).
@@ -131,20 +140,14 @@ impl Cluster {
     ) -> bool {
         self.watch_presence(destination, companion);
         let field = format!("{}\u{1}{}", self.instance, user.unwrap_or(""));
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(format!("{AGGREGATE}{CHANGE}"))
-            .arg(2)
-            .arg(self.presence_hash(destination))
-            .arg(self.history_stream(companion))
-            .arg(field)
+        let mut cmd = self.presence_script(CHANGE, destination, companion);
+        cmd.arg(field)
             .arg(count)
             .arg(if joined { "join" } else { "leave" })
             .arg(user.unwrap_or(""))
             .arg(destination)
             .arg(&self.prefix);
-        self.outgoing
-            .try_send(super::Outgoing::Command(cmd))
-            .is_ok()
+        self.send(super::Outgoing::Command(cmd))
     }
 
     /// Remembers a presence destination this node takes part in, to sweep it.
@@ -159,92 +162,80 @@ impl Cluster {
 /// Keeps this instance's alive key fresh and sweeps dead instances out of the presence of the
 /// destinations this node takes part in.
 pub(super) async fn liveness(broker: Arc<Broker>, cluster: Arc<Cluster>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut retry = Retry::new(&broker, &cluster, "liveness", Some(Duration::from_secs(5)));
     loop {
-        let mut con = match cluster.connect(Some(Duration::from_secs(5))).await {
-            Ok(c) => c,
-            Err(_) => {
-                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
+        let Some(mut con) = retry.connect().await else {
+            return;
+        };
+        loop {
+            if let Err(e) = tend(&broker, &cluster, &mut con).await {
+                if !retry.failed(&e).await {
                     return;
                 }
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        loop {
-            let alive: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(format!("{}:alive:{}", cluster.prefix, cluster.instance))
-                .arg(1)
-                .arg("PX")
-                .arg(ALIVE_FOR.as_millis() as u64)
-                .query_async(&mut con)
-                .await;
-            if let Err(e) = alive {
-                broker.metrics.cluster_error();
-                warn!(error = %e, "cluster: cannot refresh this node's liveness");
                 break;
             }
-            let watched: Vec<(String, String)> = cluster
-                .presence_watch
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect();
-            for (destination, companion) in watched {
-                // Forget destinations this node no longer takes part in.
-                let involved = broker.presence.has(&destination)
-                    || broker
-                        .histories
-                        .get(&companion)
-                        .is_some_and(|h| h.subscribers() > 0);
-                if !involved {
-                    cluster
-                        .presence_watch
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&(destination.clone(), companion.clone()));
-                }
-                // This instance's counts, exactly as this node knows them.
-                let mut resync = redis::cmd("EVAL");
-                resync
-                    .arg(format!("{AGGREGATE}{RESYNC}"))
-                    .arg(2)
-                    .arg(cluster.presence_hash(&destination))
-                    .arg(cluster.history_stream(&companion))
-                    .arg(&cluster.prefix)
-                    .arg(&destination)
-                    .arg(&cluster.instance);
-                for (user, n) in broker.presence.local_counts(&destination) {
-                    resync
-                        .arg(format!("{}\u{1}{user}", cluster.instance))
-                        .arg(n);
-                }
-                if let Err(e) = resync.query_async::<i64>(&mut con).await {
-                    broker.metrics.cluster_error();
-                    warn!(error = %e, "cluster: presence resync failed");
-                }
-                let swept: redis::RedisResult<i64> = redis::cmd("EVAL")
-                    .arg(format!("{AGGREGATE}{SWEEP}"))
-                    .arg(2)
-                    .arg(cluster.presence_hash(&destination))
-                    .arg(cluster.history_stream(&companion))
-                    .arg(&cluster.prefix)
-                    .arg(&destination)
-                    .query_async(&mut con)
-                    .await;
-                if let Err(e) = swept {
-                    broker.metrics.cluster_error();
-                    warn!(error = %e, "cluster: presence sweep failed");
-                }
-            }
+            retry.worked();
             tokio::select! {
                 _ = broker.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(ALIVE_EVERY) => {}
             }
         }
-        if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-            return;
-        }
     }
+}
+
+/// One round: this instance is alive; for each destination it takes part in, its counts are
+/// re-asserted and dead instances' swept.
+async fn tend(
+    broker: &Broker,
+    cluster: &Cluster,
+    con: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(format!("{}:alive:{}", cluster.prefix, cluster.instance))
+        .arg(1)
+        .arg("PX")
+        .arg(ALIVE_FOR.as_millis() as u64)
+        .query_async::<()>(con)
+        .await?;
+    let watched: Vec<(String, String)> = cluster
+        .presence_watch
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    for (destination, companion) in watched {
+        // Forget destinations this node no longer takes part in.
+        let involved = broker.presence.has(&destination)
+            || broker
+                .histories
+                .get(&companion)
+                .is_some_and(|h| h.subscribers() > 0);
+        if !involved {
+            cluster
+                .presence_watch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(destination.clone(), companion.clone()));
+        }
+        // This instance's counts, exactly as this node knows them.
+        let mut resync = cluster.presence_script(RESYNC, &destination, &companion);
+        resync
+            .arg(&cluster.prefix)
+            .arg(&destination)
+            .arg(&cluster.instance);
+        for (user, n) in broker.presence.local_counts(&destination) {
+            resync
+                .arg(format!("{}\u{1}{user}", cluster.instance))
+                .arg(n);
+        }
+        resync.query_async::<i64>(con).await?;
+        cluster
+            .presence_script(SWEEP, &destination, &companion)
+            .arg(&cluster.prefix)
+            .arg(&destination)
+            .query_async::<i64>(con)
+            .await?;
+    }
+    Ok(())
 }

@@ -14,10 +14,9 @@ use redis::Value;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use super::codec::Envelope;
-use super::{Cluster, StreamRef, back_off};
+use super::{Cluster, Retry, StreamRef};
 use crate::broker::Broker;
 use crate::message::Published;
 use crate::queue::Queue;
@@ -37,136 +36,109 @@ pub(super) async fn run(
     queue: Arc<Queue>,
     stop: CancellationToken,
 ) {
+    // Requests wait at most BLOCK_MS for entries; more than that plus slack is a stuck link.
+    let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
+    let mut retry = Retry::new(&broker, &cluster, "queue", Some(response));
+    while !stop.is_cancelled() {
+        let Some(mut con) = retry.connect().await else {
+            return;
+        };
+        match serve(&cluster, &queue, &stop, &mut con, &mut retry).await {
+            Ok(()) => return,
+            Err(e) => {
+                if !retry.failed(&e).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds `queue` over one connection until `stop` (`Ok`) or a failure (`Err`: reconnect).
+async fn serve(
+    cluster: &Cluster,
+    queue: &Arc<Queue>,
+    stop: &CancellationToken,
+    con: &mut redis::aio::MultiplexedConnection,
+    retry: &mut Retry<'_>,
+) -> redis::RedisResult<()> {
     let key = cluster.stream(queue.name());
     let claim_every = (cluster.claim_idle / 2).max(Duration::from_millis(100));
     // Held entries are refreshed well within claim_idle, and no wait here is longer.
     let refresh_every = (cluster.claim_idle / 3).max(Duration::from_millis(50));
     let block = refresh_every.min(Duration::from_millis(BLOCK_MS));
-    let mut backoff = Duration::from_millis(50);
+    // From the stream's start: messages sent before any node consumed are not skipped.
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&key)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(con)
+        .await;
+    if let Err(e) = created
+        && e.code() != Some("BUSYGROUP")
+    {
+        return Err(e);
+    }
+    retry.worked();
+    let mut next_claim = Instant::now();
+    let mut next_refresh = Instant::now();
     loop {
         if stop.is_cancelled() {
-            return;
+            return Ok(());
         }
-        // Requests wait at most BLOCK_MS for entries; more than that plus slack is a stuck link.
-        let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
-        let mut con = match cluster.connect(Some(response)).await {
-            Ok(c) => c,
-            Err(e) => {
-                broker.metrics.cluster_error();
-                warn!(error = %e, queue = queue.name(), "cluster: queue link down; retrying");
-                if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        // From the stream's start: messages sent before any node consumed are not skipped.
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&key)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut con)
-            .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            broker.metrics.cluster_error();
-            warn!(error = %e, queue = queue.name(), "cluster: cannot create the consumer group");
-            if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-                return;
+        if Instant::now() >= next_refresh {
+            next_refresh = Instant::now() + refresh_every;
+            // What this node still holds for its consumers is not idle: say so, so no other
+            // node claims it while a consumer here works through it (however long that
+            // takes, as long as this node lives).
+            refresh(cluster, &key, con).await?;
+        }
+        let want = queue.wants();
+        if want == 0 {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = queue.credit_changed() => {}
+                _ = tokio::time::sleep(block) => {}
             }
             continue;
         }
-        backoff = Duration::from_millis(50);
-        let mut next_claim = Instant::now();
-        let mut next_refresh = Instant::now();
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            if Instant::now() >= next_refresh {
-                next_refresh = Instant::now() + refresh_every;
-                // What this node still holds for its consumers is not idle: say so, so no
-                // other node claims it while a consumer here works through it (however long
-                // that takes, as long as this node lives).
-                if let Err(e) = refresh(&cluster, &key, &mut con).await {
-                    broker.metrics.cluster_error();
-                    warn!(error = %e, queue = queue.name(), "cluster: refreshing held entries failed");
-                    break;
-                }
-            }
-            let want = queue.wants();
-            if want == 0 {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = queue.credit_changed() => {}
-                    _ = tokio::time::sleep(block) => {}
-                }
-                continue;
-            }
-            let count = want.min(READ_MAX);
-            if Instant::now() >= next_claim {
-                next_claim = Instant::now() + claim_every;
-                let claimed: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
-                    .arg(&key)
-                    .arg(GROUP)
-                    .arg(&cluster.node)
-                    .arg(cluster.claim_idle.as_millis() as u64)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut con)
-                    .await;
-                match claimed {
-                    Ok(r) => {
-                        for e in r.claimed {
-                            hand(&cluster, &queue, &key, e, true);
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        broker.metrics.cluster_error();
-                        warn!(error = %e, queue = queue.name(), "cluster: claiming failed");
-                        break;
-                    }
-                }
-            }
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
+        let count = want.min(READ_MAX);
+        if Instant::now() >= next_claim {
+            next_claim = Instant::now() + claim_every;
+            let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&key)
                 .arg(GROUP)
                 .arg(&cluster.node)
+                .arg(cluster.claim_idle.as_millis() as u64)
+                .arg("0-0")
                 .arg("COUNT")
                 .arg(count)
-                .arg("BLOCK")
-                .arg(block.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&key)
-                .arg(">");
-            let read = cmd.query_async::<Option<StreamReadReply>>(&mut con);
-            let reply = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = read => r,
-            };
-            match reply {
-                Ok(Some(r)) => {
-                    for k in r.keys {
-                        for e in k.ids {
-                            hand(&cluster, &queue, &key, e, false);
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    broker.metrics.cluster_error();
-                    warn!(error = %e, queue = queue.name(), "cluster: reading the queue failed");
-                    break;
-                }
+                .query_async(con)
+                .await?;
+            for e in claimed.claimed {
+                hand(cluster, queue, &key, e, true);
             }
+            continue;
         }
-        if !back_off(&broker, &mut backoff, cluster.reconnect_max).await {
-            return;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&cluster.node)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">");
+        let reply = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = cmd.query_async::<Option<StreamReadReply>>(con) => r?,
+        };
+        for e in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            hand(cluster, queue, &key, e, false);
         }
     }
 }

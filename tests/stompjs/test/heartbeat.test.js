@@ -5,14 +5,14 @@ import { test } from 'node:test';
 import WebSocket from 'ws';
 
 import { useBroker } from '../lib/broker.js';
-import { connected, fresh, within } from '../lib/client.js';
+import { connected, eventually, fresh, within } from '../lib/client.js';
 
 // Short heart-beats and a short grace, so a missing heart-beat in either direction would
 // break the connection well within the idle period below.
 const ctx = useBroker({ config: { stomp: { heartbeat: [200, 200], heartbeat_grace_ms: 500 } } });
 
-const IDLE_MS = 2000;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Idle periods are measured in heart-beats seen, with a deadline, not in wall-clock sleeps.
+const IDLE_BEATS = 10; // about 2 s at 200 ms
 
 test('heart-beats keep an idle connection up, then a publish still round-trips', async (t) => {
   const c = await connected(t, ctx.broker, { heartbeatIncoming: 200, heartbeatOutgoing: 200 });
@@ -21,16 +21,18 @@ test('heart-beats keep an idle connection up, then a publish still round-trips',
   const inbox = await c.subscribe(dest);
 
   const beatsBefore = c.heartbeatsReceived;
-  // Deliberately idle: nothing but heart-beats may flow during this period.
-  await sleep(IDLE_MS);
+  // Deliberately idle: nothing but heart-beats may flow, for about 2 s (well past the 700 ms
+  // a silent side would survive).
+  await eventually(
+    () => c.heartbeatsReceived - beatsBefore >= IDLE_BEATS,
+    `${IDLE_BEATS} server heart-beats`,
+    5_000,
+  );
 
   assert.equal(c.closes.items.length, 0, 'no WebSocket close while idle');
   assert.equal(c.disconnects.items.length, 0, 'no disconnect while idle');
   assert.equal(c.heartbeatsLost, 0, 'stompjs never missed a server heart-beat');
   assert.equal(c.client.connected, true);
-  // The server sends "\n" every 200 ms when idle: expect most of the ~10 in 2 s.
-  const beats = c.heartbeatsReceived - beatsBefore;
-  assert.ok(beats >= 5, `server sent ${beats} heart-beats in ${IDLE_MS} ms, expected >= 5`);
 
   await c.publish({ destination: dest, body: 'still alive' });
   assert.equal((await inbox.next()).body, 'still alive');
@@ -41,8 +43,11 @@ test('server sends no heart-beats when the client asks for none', async (t) => {
   // CONNECT heart-beat:200,0 — the client sends every 200 ms and wants none back.
   const c = await connected(t, ctx.broker, { heartbeatIncoming: 0, heartbeatOutgoing: 200 });
   const received = c.rawIncoming.length;
-  // Three server intervals: a server ignoring the client's 0 would have sent heart-beats.
-  await sleep(600);
+  // Three heart-beat intervals, counted by the client's own heart-beats: a server ignoring
+  // the client's 0 would have sent some by then.
+  const sentBeats = () => c.rawOutgoing.filter((m) => m.bytes === 1).length;
+  const sentBefore = sentBeats();
+  await eventually(() => sentBeats() - sentBefore >= 3, 'three client heart-beats', 5_000);
   assert.equal(c.heartbeatsReceived, 0);
   assert.equal(c.rawIncoming.length, received, 'nothing at all arrived while idle');
   assert.equal(c.client.connected, true);
