@@ -24,7 +24,7 @@ fn deep(n: usize, seg: &str) -> String {
 
 fn cases() -> Vec<(&'static str, String, String)> {
     let a32 = "a".repeat(32);
-    let mut v = vec![
+    vec![
         // Common subscriptions.
         (
             "common/literal",
@@ -83,13 +83,17 @@ fn cases() -> Vec<(&'static str, String, String)> {
             format!("/topic/g/{}*", "*aaaaaaaaaaaaaa?b".repeat(58)),
             format!("/topic/g/{}", "aaaaaaaaaaaaaaab".repeat(63)),
         ),
-    ];
-    for (_, p, d) in &mut v {
-        p.truncate(MAX_LENGTH);
-        assert!(d.len() <= MAX_LENGTH);
-    }
-    v
+    ]
 }
+
+/// The cases whose destination matches; the others are near misses, the worst cases' shape.
+const MATCHING: [&str; 5] = [
+    "common/literal",
+    "common/topic-double-star",
+    "common/chat-star",
+    "common/glob-in-segment",
+    "worst/question-chunks",
+];
 
 fn bench_patterns(c: &mut Criterion) {
     let limits = Limits {
@@ -104,11 +108,7 @@ fn bench_patterns(c: &mut Criterion) {
             .check(&destination)
             .expect("destination within the limits");
         let p = Pattern::parse(&pattern, b'/').expect("pattern compiles");
-        assert_eq!(
-            p.matches(&destination),
-            name == "worst/question-chunks",
-            "{name}"
-        );
+        assert_eq!(p.matches(&destination), MATCHING.contains(&name), "{name}");
         g.bench_function(name, |b| {
             b.iter(|| black_box(&p).matches(black_box(&destination)))
         });

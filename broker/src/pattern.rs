@@ -172,6 +172,15 @@ impl Pattern {
     /// Whether `destination` matches. Worst case O(|pattern| · |destination|), see the module
     /// documentation; no allocation unless the pattern has more than 127 segments.
     pub fn matches(&self, destination: &str) -> bool {
+        // Most patterns have no `**` but a trailing one (`/topic/chat/*`, `/topic/**`): those
+        // match segment by segment in lockstep, without the position set.
+        let any = self
+            .segments
+            .iter()
+            .position(|s| *s == Segment::AnySegments);
+        if any.is_none_or(|i| i + 1 == self.segments.len()) {
+            return self.lockstep(destination.as_bytes(), any.is_some());
+        }
         let words = (self.segments.len() + 1).div_ceil(64);
         if words <= STACK_WORDS {
             let (mut a, mut b) = ([0u64; STACK_WORDS], [0u64; STACK_WORDS]);
@@ -180,6 +189,20 @@ impl Pattern {
             let (mut a, mut b) = (vec![0u64; words], vec![0u64; words]);
             self.run(destination.as_bytes(), &mut a, &mut b)
         }
+    }
+
+    /// Each pattern segment against the next destination segment; with `trailing_any` the
+    /// last pattern segment is `**` and takes whatever is left.
+    fn lockstep(&self, destination: &[u8], trailing_any: bool) -> bool {
+        let fixed = &self.segments[..self.segments.len() - usize::from(trailing_any)];
+        let mut parts = destination.split(|&b| b == self.separator);
+        for seg in fixed {
+            match parts.next() {
+                Some(part) if seg.accepts(part) => {}
+                _ => return false,
+            }
+        }
+        trailing_any || parts.next().is_none()
     }
 
     /// The position-set simulation: bit `i` of `live` means the first `i` pattern segments
