@@ -63,13 +63,14 @@ fn cases() -> Vec<(&'static str, String, String)> {
             deep(MAX_SEGMENTS - 2, &a32),
         ),
         (
+            // Half as many `a` as the text: the most work for a backtracking glob.
             "worst/star-a-b",
-            format!("/topic/g/*{}b", "a".repeat(MAX_LENGTH - 11)),
+            format!("/topic/g/*{}b", "a".repeat((MAX_LENGTH - 9) / 2)),
             format!("/topic/g/{}", "a".repeat(MAX_LENGTH - 9)),
         ),
         (
             "worst/star-a-b-star",
-            format!("/topic/g/*{}b*", "a".repeat(MAX_LENGTH - 12)),
+            format!("/topic/g/*{}b*", "a".repeat((MAX_LENGTH - 9) / 2)),
             format!("/topic/g/{}", "a".repeat(MAX_LENGTH - 9)),
         ),
         (
@@ -112,7 +113,8 @@ fn bench_patterns(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| black_box(&p).matches(black_box(&destination)))
         });
-        if name.starts_with("common/") {
+        // The old matcher on every case it finishes (not the `**` ones: exponential).
+        if !name.starts_with("worst/double-star") {
             let old = legacy::compile(&pattern);
             assert_eq!(legacy::matches(&old, &destination), p.matches(&destination));
             g.bench_function(format!("{name}/before"), |b| {
