@@ -38,6 +38,9 @@ pub enum PublishError {
     /// A user destination without a user: `/user/{name}/...` is needed.
     #[error("user destination {0} names no user")]
     NoUser(String),
+    /// Over `stomp.max_destination_length` or `max_destination_segments`.
+    #[error(transparent)]
+    Limit(#[from] crate::pattern::LimitError),
 }
 
 /// What a publish did.
@@ -212,6 +215,7 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
+        self.router.check_limits(destination)?;
         let outcome =
             self.publish_routed(self.router.route(destination), destination, headers, body)?;
         self.metrics.published.inc();
@@ -496,6 +500,7 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
+        self.router.check_limits(destination)?;
         let outcome = self.owner_publish(owner, destination, headers, body)?;
         self.metrics.published.inc();
         self.metrics.delivered.inc_by(outcome.delivered as u64);

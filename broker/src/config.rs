@@ -561,6 +561,13 @@ pub struct StompConfig {
     /// Time a frame may take from its first byte to its last; a client that starts a frame
     /// and trickles the rest gets ERROR. 0 means no limit.
     pub frame_timeout_ms: u64,
+    /// Longest destination (pattern or not) a frame may carry, in bytes; a longer one gets
+    /// ERROR. With `max_destination_segments` it bounds what routing and matching one
+    /// destination against one wildcard subscription can cost.
+    pub max_destination_length: usize,
+    /// Most segments in a destination, counted as the matcher splits it: separators + 1 (so
+    /// `/topic/a/b` has 4).
+    pub max_destination_segments: usize,
 }
 
 impl Default for StompConfig {
@@ -577,6 +584,8 @@ impl Default for StompConfig {
             max_transaction_frames: 1_000,
             max_transaction_bytes: 4 * 1024 * 1024,
             frame_timeout_ms: 60_000,
+            max_destination_length: 1_024,
+            max_destination_segments: 32,
         }
     }
 }
@@ -769,6 +778,7 @@ impl Config {
             return invalid("websocket.read_buffer_size must be at least 256".into());
         }
         let sep = self.separator()?;
+        self.validate_destination_limits()?;
         if self.broker.prefixes.is_empty() {
             return invalid("broker.prefixes must name at least one prefix".into());
         }
@@ -930,6 +940,43 @@ impl Config {
                 "broker.path_separator must be \"/\" or \".\", not {other:?}"
             ))),
         }
+    }
+
+    /// The size limits on destinations (see `pattern::Limits`).
+    pub fn destination_limits(&self) -> crate::pattern::Limits {
+        crate::pattern::Limits {
+            max_length: self.stomp.max_destination_length,
+            max_segments: self.stomp.max_destination_segments,
+            separator: self.separator().unwrap_or(b'/'),
+        }
+    }
+
+    /// The limits themselves, and every configured pattern within them (a rule that no
+    /// client destination could ever reach is a mistake worth reporting).
+    fn validate_destination_limits(&self) -> Result<(), ConfigError> {
+        if self.stomp.max_destination_length < 16 || self.stomp.max_destination_segments < 2 {
+            return Err(ConfigError::Invalid(
+                "stomp.max_destination_length must be at least 16 and stomp.max_destination_segments at least 2".into(),
+            ));
+        }
+        let limits = self.destination_limits();
+        let destinations = self
+            .destinations
+            .iter()
+            .map(|r| ("destinations", &r.pattern));
+        let access = self
+            .access
+            .rules
+            .iter()
+            .map(|r| ("access.rules", &r.pattern));
+        for (table, pattern) in destinations.chain(access) {
+            if let Err(e) = limits.check(pattern) {
+                return Err(ConfigError::Invalid(format!(
+                    "{table} pattern {pattern:?}: {e} (stomp.max_destination_length / max_destination_segments)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Milliseconds to a `Duration`, for the `*_ms` settings.

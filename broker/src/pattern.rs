@@ -3,7 +3,21 @@
 //!
 //! Segments are split on one separator byte, `/` by default or `.` for dotted destinations, as
 //! Spring's `AntPathMatcher` does. A pattern is compiled once, when it is subscribed or
-//! configured, so matching a published destination allocates nothing.
+//! configured, so matching a published destination allocates nothing for patterns of up to
+//! 127 segments.
+//!
+//! Matching never backtracks. A pattern is run as a set of positions (how many of its segments
+//! have matched so far) over the destination's segments, one at a time: each segment moves
+//! every live position on by one when that pattern segment matches it, and `**` keeps its
+//! position alive. Each (pattern segment, destination segment) pair is tested at most once, and
+//! a segment test is linear (see `glob`), so a pattern `p` with `P` segments against a
+//! destination `d` with `D` segments costs O(D·|p| + P·|d|) byte steps, bounded by
+//! O(|p|·|d|), however the `**`, `*` and `?` are arranged. `Limits` bounds |d| and D for
+//! everything a client sends.
+
+mod glob;
+#[cfg(test)]
+mod prop;
 
 /// Why a pattern was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -19,15 +33,80 @@ pub enum PatternError {
     Empty,
 }
 
+/// A destination (or pattern) over the configured size limits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// More bytes than `stomp.max_destination_length`.
+    #[error("destination is {length} bytes long; the limit is {limit} bytes")]
+    TooLong {
+        /// The destination's length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More segments than `stomp.max_destination_segments`.
+    #[error("destination has more than {limit} segments (separator-delimited parts)")]
+    TooManySegments {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The size limits every destination from a client (and every configured pattern) must meet
+/// before it is routed or matched: they bound the cost of matching one destination against one
+/// pattern (see the module documentation) and of the registry's per-prefix lookups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes.
+    pub max_length: usize,
+    /// Most segments, counted as the matcher splits: separators + 1, so `/topic/a/b` has four
+    /// (the empty one before the leading `/` included).
+    pub max_segments: usize,
+    /// The separator segments are split on.
+    pub separator: u8,
+}
+
+impl Limits {
+    /// Checks `destination`; costs O(min(|destination|, max_length)).
+    pub fn check(&self, destination: &str) -> Result<(), LimitError> {
+        let bytes = destination.as_bytes();
+        if bytes.len() > self.max_length {
+            return Err(LimitError::TooLong {
+                length: bytes.len(),
+                limit: self.max_length,
+            });
+        }
+        let separators = memchr::memchr_iter(self.separator, bytes).count();
+        if separators >= self.max_segments {
+            return Err(LimitError::TooManySegments {
+                limit: self.max_segments,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One compiled segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     /// Matches exactly this text.
     Literal(Box<str>),
-    /// Matches one segment with `*`/`?` wildcards; `{..}` captures were turned into `*`.
+    /// Matches one segment with `*`/`?` wildcards; `{..}` captures were turned into `*`, runs
+    /// of `*` collapsed to one.
     Glob(Box<[u8]>),
-    /// `**`: zero or more whole segments.
+    /// `**`: zero or more whole segments. Never two in a row (`**/**` compiles to one).
     AnySegments,
+}
+
+impl Segment {
+    /// Whether this single-segment matcher accepts `part`.
+    fn accepts(&self, part: &[u8]) -> bool {
+        match self {
+            Segment::Literal(text) => text.as_bytes() == part,
+            Segment::Glob(g) => glob::matches(g, part),
+            Segment::AnySegments => true,
+        }
+    }
 }
 
 /// A compiled destination pattern.
@@ -43,15 +122,22 @@ pub fn is_pattern(destination: &str) -> bool {
     destination.bytes().any(|b| matches!(b, b'*' | b'?' | b'{'))
 }
 
+/// Positions of a pattern that fit in the stack state: 2 words.
+const STACK_WORDS: usize = 2;
+
 impl Pattern {
     /// Compiles `source`, splitting segments on `separator`.
     pub fn parse(source: &str, separator: u8) -> Result<Self, PatternError> {
         if source.is_empty() {
             return Err(PatternError::Empty);
         }
-        let mut segments = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
         for seg in source.as_bytes().split(|&b| b == separator) {
-            segments.push(compile_segment(seg)?);
+            let seg = compile_segment(seg)?;
+            if seg == Segment::AnySegments && segments.last() == Some(&Segment::AnySegments) {
+                continue;
+            }
+            segments.push(seg);
         }
         Ok(Self {
             source: source.into(),
@@ -83,24 +169,60 @@ impl Pattern {
         self.source.get(..end).unwrap_or("")
     }
 
-    /// Whether `destination` matches.
+    /// Whether `destination` matches. Worst case O(|pattern| · |destination|), see the module
+    /// documentation; no allocation unless the pattern has more than 127 segments.
     pub fn matches(&self, destination: &str) -> bool {
-        let mut parts = destination.as_bytes().split(|&b| b == self.separator);
-        // Collecting would allocate; destinations are short, so match on a small stack array
-        // when possible and fall back to a Vec for very deep ones.
-        let mut stack: [&[u8]; 32] = [&[]; 32];
-        let mut n = 0;
-        for part in parts.by_ref() {
-            if n == stack.len() {
-                let mut all: Vec<&[u8]> = stack.to_vec();
-                all.push(part);
-                all.extend(parts);
-                return match_segments(&self.segments, &all);
-            }
-            stack[n] = part;
-            n += 1;
+        let words = (self.segments.len() + 1).div_ceil(64);
+        if words <= STACK_WORDS {
+            let (mut a, mut b) = ([0u64; STACK_WORDS], [0u64; STACK_WORDS]);
+            self.run(destination.as_bytes(), &mut a[..words], &mut b[..words])
+        } else {
+            let (mut a, mut b) = (vec![0u64; words], vec![0u64; words]);
+            self.run(destination.as_bytes(), &mut a, &mut b)
         }
-        match_segments(&self.segments, &stack[..n])
+    }
+
+    /// The position-set simulation: bit `i` of `live` means the first `i` pattern segments
+    /// match the destination segments read so far.
+    fn run<'a>(
+        &self,
+        destination: &[u8],
+        mut live: &'a mut [u64],
+        mut next: &'a mut [u64],
+    ) -> bool {
+        let end = self.segments.len();
+        self.enter(live, 0);
+        for part in destination.split(|&b| b == self.separator) {
+            next.fill(0);
+            let mut alive = false;
+            for (w, &word) in live.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let i = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    match self.segments.get(i) {
+                        Some(Segment::AnySegments) => self.enter(next, i),
+                        Some(seg) if seg.accepts(part) => self.enter(next, i + 1),
+                        _ => continue,
+                    }
+                    alive = true;
+                }
+            }
+            if !alive {
+                return false;
+            }
+            std::mem::swap(&mut live, &mut next);
+        }
+        live[end / 64] & (1 << (end % 64)) != 0
+    }
+
+    /// Marks position `i` live, and the one after it when segment `i` is `**` (which may match
+    /// no segment); `**` never follows `**`, so one step closes the set.
+    fn enter(&self, set: &mut [u64], i: usize) {
+        set[i / 64] |= 1 << (i % 64);
+        if matches!(self.segments.get(i), Some(Segment::AnySegments)) {
+            set[(i + 1) / 64] |= 1 << ((i + 1) % 64);
+        }
     }
 }
 
@@ -138,59 +260,12 @@ fn compile_segment(seg: &[u8]) -> Result<Segment, PatternError> {
         return Err(PatternError::UnbalancedBrace);
     }
     if wild {
+        glob::normalize(&mut glob);
         Ok(Segment::Glob(glob.into_boxed_slice()))
     } else {
         // The bytes came from a &str split on an ASCII separator, so they are UTF-8.
         Ok(Segment::Literal(String::from_utf8_lossy(seg).into()))
     }
-}
-
-fn match_segments(pattern: &[Segment], parts: &[&[u8]]) -> bool {
-    match pattern.split_first() {
-        None => parts.is_empty(),
-        Some((Segment::AnySegments, rest)) => {
-            (0..=parts.len()).any(|skip| parts.get(skip..).is_some_and(|p| match_segments(rest, p)))
-        }
-        Some((seg, rest)) => match parts.split_first() {
-            None => false,
-            Some((part, more)) => {
-                let ok = match seg {
-                    Segment::Literal(text) => text.as_bytes() == *part,
-                    Segment::Glob(glob) => glob_match(glob, part),
-                    Segment::AnySegments => false,
-                };
-                ok && match_segments(rest, more)
-            }
-        },
-    }
-}
-
-/// `*` (any run) and `?` (one byte) within one segment; linear time with one backtrack point.
-fn glob_match(glob: &[u8], text: &[u8]) -> bool {
-    let (mut g, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match glob.get(g) {
-            Some(b'*') => {
-                star = Some((g, t));
-                g += 1;
-            }
-            Some(&c) if c == b'?' || Some(&c) == text.get(t) => {
-                g += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sg, st)) => {
-                    g = sg + 1;
-                    t = st + 1;
-                    star = Some((sg, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    glob.get(g..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]
@@ -245,6 +320,52 @@ mod tests {
             Err(PatternError::UnbalancedBrace)
         );
         assert!(is_pattern("/a/*") && is_pattern("/a/{b}") && !is_pattern("/a/b"));
+    }
+
+    #[test]
+    fn double_stars_collapse_and_still_match() {
+        let p = Pattern::parse("/topic/**/**/x", b'/').unwrap();
+        assert_eq!(p.segments.len(), 4);
+        assert!(p.matches("/topic/x") && p.matches("/topic/a/b/x") && !p.matches("/topic/a"));
+        assert_eq!(p.as_str(), "/topic/**/**/x");
+    }
+
+    #[test]
+    fn exponential_shapes_finish() {
+        // Thousands of `**` (alternating with a segment so they do not collapse) against a long
+        // destination that almost matches: the recursive matcher tried every split.
+        let pattern = format!("/topic{}/zzz", "/**/a".repeat(2_000));
+        let p = Pattern::parse(&pattern, b'/').unwrap();
+        let dest = format!("/topic{}", "/a".repeat(3_000));
+        assert!(!p.matches(&dest));
+        assert!(p.matches(&format!("{dest}/zzz")));
+        let stars = format!("/topic{}/zzz", "/**".repeat(2_700));
+        assert!(!Pattern::parse(&stars, b'/').unwrap().matches(&dest));
+        // Within a segment: `*` + many `a` + `b` against a run of `a`.
+        let glob = format!("/t/*{}b", "a".repeat(4_000));
+        let p = Pattern::parse(&glob, b'/').unwrap();
+        assert!(!p.matches(&format!("/t/{}", "a".repeat(100_000))));
+    }
+
+    #[test]
+    fn limits() {
+        let limits = Limits {
+            max_length: 16,
+            max_segments: 4,
+            separator: b'/',
+        };
+        assert_eq!(limits.check("/topic/a/b"), Ok(()));
+        assert_eq!(
+            limits.check("/topic/a/b/c"),
+            Err(LimitError::TooManySegments { limit: 4 })
+        );
+        assert_eq!(
+            limits.check("/topic/abcdefghijk"),
+            Err(LimitError::TooLong {
+                length: 18,
+                limit: 16
+            })
+        );
     }
 
     #[test]

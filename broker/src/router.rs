@@ -6,7 +6,7 @@
 //! dropped silently.
 
 use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
-use crate::pattern::Pattern;
+use crate::pattern::{LimitError, Limits, Pattern};
 
 /// The settings that apply to one destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +52,7 @@ pub struct Router {
     rules: Vec<(Pattern, Rule)>,
     default: Rule,
     separator: u8,
+    limits: Limits,
 }
 
 impl Router {
@@ -98,7 +99,15 @@ impl Router {
             rules,
             default,
             separator,
+            limits: config.destination_limits(),
         }
+    }
+
+    /// Checks a destination from outside (a frame, an application handler) against
+    /// `stomp.max_destination_length` and `max_destination_segments`, before it is routed or
+    /// matched against anything.
+    pub fn check_limits(&self, destination: &str) -> Result<(), LimitError> {
+        self.limits.check(destination)
     }
 
     /// Routes a destination (a SEND's, or a SUBSCRIBE's, which may be a pattern). Application

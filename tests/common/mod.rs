@@ -2,6 +2,8 @@
 //! bounded waits.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

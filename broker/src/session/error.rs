@@ -6,6 +6,8 @@
 
 use stomp_codec::{Command, DecodeError};
 
+use crate::pattern::LimitError;
+
 /// Something the client did that ends its connection with an ERROR frame.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -112,6 +114,9 @@ pub enum ProtocolError {
     /// Nothing received at all for the idle timeout.
     #[error("nothing received for {0} ms")]
     IdleTimeout(u128),
+    /// A destination over `stomp.max_destination_length` or `max_destination_segments`.
+    #[error("{0}")]
+    DestinationLimit(#[from] crate::pattern::LimitError),
     /// A frame started but not finished in time.
     #[error("a frame was not completed within {0} ms of its first byte")]
     FrameTimeout(u128),
@@ -151,6 +156,8 @@ impl ProtocolError {
             RateLimited => "rate limit exceeded",
             IdleTimeout(_) => "idle timeout",
             FrameTimeout(_) => "frame timeout",
+            DestinationLimit(LimitError::TooLong { .. }) => "destination too long",
+            DestinationLimit(LimitError::TooManySegments { .. }) => "too many destination segments",
         }
     }
 

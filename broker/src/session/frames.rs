@@ -152,6 +152,7 @@ impl Session {
             .ok_or(ProtocolError::missing(Command::Send, "destination"))?;
         let destination = std::str::from_utf8(&dest_bytes)
             .map_err(|_| ProtocolError::invalid("destination", "not UTF-8"))?;
+        self.broker.router.check_limits(destination)?;
         // Refuse what can never be routed now, even inside a transaction.
         let route = self.broker.router.route(destination);
         match route {
@@ -325,6 +326,7 @@ impl Session {
             .get_str("destination")
             .ok_or(ProtocolError::missing(Command::Subscribe, "destination"))?
             .to_owned();
+        self.broker.router.check_limits(&destination)?;
         let id = match h.get_bytes("id") {
             Some(id) => id.clone(),
             // STOMP 1.0 made the id optional; the destination then names the subscription.
