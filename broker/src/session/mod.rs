@@ -6,11 +6,13 @@
 //! batch with one flush. Heart-beats, the CONNECT deadline, slow-consumer kills and broker
 //! shutdown are arms of the same `select!`.
 
+mod catchup;
 mod error;
 mod frames;
 pub mod heartbeat;
 mod rate;
 mod subscriptions;
+mod transactions;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -70,7 +72,13 @@ struct Session {
     /// Scratch queue the outbox is swapped into (kept to reuse its allocation).
     batch: VecDeque<Outbound>,
     subs: Subscriptions,
-    txs: frames::Transactions,
+    /// Subscriptions still catching up (see `catchup.rs`).
+    catching_up: usize,
+    txs: transactions::Transactions,
+    /// This connection's shares of queue and history storage.
+    shares: crate::broker::Shares,
+    /// What its application messages waiting for their handler may hold.
+    app_budget: Arc<crate::budget::Budget>,
     counters: LocalCounters,
     heartbeat: Heartbeat,
     next_seq: u64,
@@ -128,7 +136,11 @@ pub async fn run(
     );
     let now = Instant::now();
     let mut session = Session {
-        outbox: Arc::new(Outbox::new(cfg.outbox.max_messages, cfg.outbox.max_bytes)),
+        outbox: Arc::new(Outbox::with_budget(
+            cfg.outbox.max_messages,
+            cfg.outbox.max_bytes,
+            broker.session_budget(cfg.stomp.max_unacked_bytes),
+        )),
         broker: Arc::clone(&broker),
         conn,
         version: Version::V1_0,
@@ -138,7 +150,12 @@ pub async fn run(
         pending: Vec::new(),
         batch: VecDeque::new(),
         subs: Subscriptions::default(),
-        txs: frames::Transactions::default(),
+        catching_up: 0,
+        txs: transactions::Transactions::new(
+            broker.session_budget(cfg.stomp.max_transaction_bytes),
+        ),
+        shares: broker.shares(),
+        app_budget: broker.session_budget(cfg.app.max_pending_bytes),
         counters: LocalCounters::default(),
         heartbeat: Heartbeat::default(),
         next_seq: 0,
@@ -285,6 +302,10 @@ impl Session {
                 }
             }
             self.tally();
+            // The outbox may have room again (a write), or the prefetch windows and unsettled
+            // bytes (an ACK): what waits for either moves on.
+            self.pump_catchups();
+            self.kick_starved_queues();
         }
     }
 
@@ -455,10 +476,19 @@ impl Session {
     /// Decodes and handles every complete frame in the read buffer.
     fn process_input(&mut self) -> Result<(), End> {
         while self.closing.is_none() {
+            // The frame will be a slice of this allocation (from the buffer's start to its end).
+            let span = self.read_buf.capacity();
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(None) => break,
                 Ok(Some(Decoded::Heartbeat)) => {}
-                Ok(Some(Decoded::Frame(frame))) => {
+                Ok(Some(Decoded::Frame(mut frame))) => {
+                    // A body that is a small part of a large buffer would pin all of it for as
+                    // long as the message is held (a queue, a history, a slow subscriber's
+                    // outbox) while being charged its own size: copy it out. A frame that fills
+                    // its buffer (one frame per WebSocket message) stays zero-copy.
+                    if !frame.body.is_empty() && frame.body.len().saturating_mul(2) < span {
+                        frame.body = Bytes::copy_from_slice(&frame.body);
+                    }
                     self.counters.frame_in(frame.command);
                     if !self.connected && matches!(frame.command, Command::Connect | Command::Stomp)
                     {
