@@ -69,8 +69,10 @@ rm -rf "$smoke"
 
 step "cargo fuzz: codec and session targets, ${STOMPBOX_FUZZ_SECS:-20} s each (coverage-guided, no sanitizer)"
 # cargo-fuzz asks for nightly; the stable compiler accepts its flags with RUSTC_BOOTSTRAP=1,
-# and without a sanitizer nothing else needs nightly. Crashes fail the step, and libFuzzer
-# leaves the input in <target>/artifacts/ to reproduce with `cargo fuzz run <target> <file>`.
+# and without a sanitizer nothing else needs nightly. Crashes fail the step, and so does an
+# input that takes over 10 s (-timeout: a slow input, such as a backtracking match, counts
+# as a crash); libFuzzer leaves the input in <target>/artifacts/ to reproduce with
+# `cargo fuzz run <target> <file>`.
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
@@ -79,7 +81,7 @@ fuzz_run() {
   local dir=$1 target=$2 log
   log=$(mktemp)
   if (cd "$dir" && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" -- \
-      -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
+      -max_total_time="$fuzz_secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
     echo "$target: $(grep -E 'stat::(number_of_executed_units|peak_rss_mb)' "$log" | tr -s ' \n' ' ')"
     rm -f "$log"
   else

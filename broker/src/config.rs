@@ -1097,4 +1097,17 @@ mod tests {
                 .unwrap_err();
         assert!(err.to_string().contains("destinations[0]"), "{err}");
     }
+
+    #[test]
+    fn patterns_over_the_destination_limits_are_rejected() {
+        let deep = format!("/topic{}", "/**".repeat(32));
+        let err =
+            Config::from_toml(&format!("[[access.rules]]\npattern = \"{deep}\"\n")).unwrap_err();
+        assert!(err.to_string().contains("access.rules"), "{err}");
+        let err = Config::from_toml("[stomp]\nmax_destination_segments = 1\n").unwrap_err();
+        assert!(
+            err.to_string().contains("max_destination_segments"),
+            "{err}"
+        );
+    }
 }

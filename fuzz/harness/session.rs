@@ -110,7 +110,11 @@ fn frame(spec: &[u8]) -> Vec<u8> {
     f.extend_from_slice(COMMANDS[pick(0) % COMMANDS.len()].as_bytes());
     f.push(b'\n');
     f.extend_from_slice(b"destination:");
-    f.extend_from_slice(DESTINATIONS[pick(1) % DESTINATIONS.len()].as_bytes());
+    match DESTINATIONS.get(pick(1) % (DESTINATIONS.len() + 2)) {
+        Some(d) => f.extend_from_slice(d.as_bytes()),
+        // SUBSCRIBE gets a generated pattern, the rest a plain deep destination.
+        None => f.extend_from_slice(&generated(spec, pick(0) % COMMANDS.len() == 3)),
+    }
     f.push(b'\n');
     let flags = pick(2) | (pick(3) << 8);
     for (i, h) in HEADERS.iter().enumerate() {
@@ -127,6 +131,44 @@ fn frame(spec: &[u8]) -> Vec<u8> {
         f.extend_from_slice(b"\n\0");
     }
     f
+}
+
+/// A wildcard pattern (`wild`) or a deep, long destination under `/topic`, grown from the
+/// spec's bytes: up to 64 segments of `**`, `*`, `?` globs, `{x}` and runs of `a` up to 250
+/// bytes (only runs of `a` when not `wild`), so scripts reach both sides of the destination
+/// limits (1024 bytes, 32 segments) and the matcher's worst shapes (many `**`, `*` + `a…a` +
+/// `b` against `a…a`). A slow match shows up as a libFuzzer timeout.
+fn generated(spec: &[u8], wild: bool) -> Vec<u8> {
+    let byte = |i: usize| u64::from(spec.get(i).copied().unwrap_or(0));
+    let mut state = byte(1) | byte(2) << 8 | byte(3) << 16 | byte(4) << 24 | 1;
+    let mut next = move || {
+        // xorshift64: a fixed expansion of the seed, so an input always means the same frame.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let segments = 1 + next() % 64;
+    let mut d = b"/topic".to_vec();
+    for _ in 0..segments {
+        d.push(b'/');
+        let run = usize::try_from(next() % 250).unwrap_or(0);
+        let kind = if wild { next() % 8 } else { 6 + next() % 2 };
+        match kind {
+            0 | 1 => d.extend_from_slice(b"**"),
+            2 => d.push(b'*'),
+            3 => d.extend_from_slice(b"a*a?b"),
+            4 => d.extend_from_slice(b"{x}"),
+            5 => {
+                d.push(b'*');
+                d.extend(std::iter::repeat_n(b'a', run));
+                d.push(b'b');
+            }
+            6 => d.extend(std::iter::repeat_n(b'a', run)),
+            _ => d.push(b'a'),
+        }
+    }
+    d
 }
 
 /// What the clients read during a run, to show a script reached real work.

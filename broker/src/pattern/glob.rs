@@ -10,9 +10,11 @@
 //! Cost, for a glob `g` and a text `t`: the anchored chunks are compared once (O(|g|)); a
 //! middle chunk without `?` is found with `memchr::memmem` (linear in the text it scans, which
 //! never overlaps the next chunk's scan); a middle chunk with `?` of length `k` is found with
-//! a bit-parallel shift-and in O(256·w + |t|·w) word operations, w = ⌈k/64⌉ (w = 1 for any
-//! chunk up to 64 bytes). So a glob costs O(|g| + |t|) for ordinary patterns and at most
+//! a bit-parallel shift-and in O(k + |t|) for k ≤ 64, and O(256·w + |t|·w) word operations,
+//! w = ⌈k/64⌉, beyond. So a glob costs O(|g| + |t|) for ordinary patterns and at most
 //! O(|g| + |t|·⌈|g|/64⌉) for the worst, never the O(|g|·|t|) of a backtracking matcher.
+
+use std::cell::RefCell;
 
 /// Collapses runs of `*` (`a**b` cannot occur inside a segment, but `{x}*` and `*{y}` compile
 /// to `**`), which match exactly what one star does.
@@ -65,29 +67,40 @@ fn find(chunk: &[u8], hay: &[u8]) -> Option<usize> {
 }
 
 /// Shift-and in one machine word: bit `i` of the state says the last `i + 1` bytes of the
-/// text match the chunk's first `i + 1`.
+/// text match the chunk's first `i + 1`. The byte table is a per-thread scratch that is all
+/// zero between calls: only the chunk's own bytes are set and then cleared again, so a search
+/// costs O(|chunk| + |hay|), not a 256-entry table fill.
 fn find_short(chunk: &[u8], hay: &[u8]) -> Option<usize> {
+    thread_local! {
+        static TABLE: RefCell<[u64; 256]> = const { RefCell::new([0; 256]) };
+    }
     let mut any = 0u64;
     for (i, &b) in chunk.iter().enumerate() {
         if b == b'?' {
             any |= 1 << i;
         }
     }
-    let mut table = [any; 256];
-    for (i, &b) in chunk.iter().enumerate() {
-        if b != b'?' {
-            table[usize::from(b)] |= 1 << i;
-        }
-    }
     let done = 1u64 << (chunk.len() - 1);
-    let mut state = 0u64;
-    for (pos, &b) in hay.iter().enumerate() {
-        state = ((state << 1) | 1) & table[usize::from(b)];
-        if state & done != 0 {
-            return Some(pos + 1);
+    TABLE.with_borrow_mut(|table| {
+        for (i, &b) in chunk.iter().enumerate() {
+            if b != b'?' {
+                table[usize::from(b)] |= 1 << i;
+            }
         }
-    }
-    None
+        let mut state = 0u64;
+        let mut found = None;
+        for (pos, &b) in hay.iter().enumerate() {
+            state = ((state << 1) | 1) & (any | table[usize::from(b)]);
+            if state & done != 0 {
+                found = Some(pos + 1);
+                break;
+            }
+        }
+        for &b in chunk {
+            table[usize::from(b)] = 0;
+        }
+        found
+    })
 }
 
 /// Shift-and over several words, for chunks longer than 64 bytes (only hostile or very
