@@ -6,19 +6,32 @@
 //! cannot set handshake headers, mobile clients often do). A connection that presents
 //! credentials which fail is refused, never downgraded to anonymous. Failures all read
 //! "authentication failed": nothing tells which part was wrong.
+//!
+//! Cost: only a login + passcode that the static users could accept is hashed (argon2, in
+//! `password`), and only while its address and user name are within their failure budgets
+//! (`throttle`). A CONNECT no configured store could accept (a login + passcode with no
+//! `[[auth.users]]`, a token with no `[auth.jwt]`, no credentials) costs no hash. Within a
+//! users store, an unknown login is hashed against a decoy with the users' parameters, so
+//! response times do not tell which logins exist.
+
+mod password;
+mod throttle;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use prometheus_client::metrics::counter::Counter;
 use stomp_codec::Headers;
-use tokio::sync::Semaphore;
 
 use crate::config::{AuthConfig, JwtConfig};
+use password::{StoredHash, Verifier};
+use throttle::{AddrKey, Throttle};
 
 /// Who a connection is, once authenticated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,10 +55,17 @@ pub struct HandshakeAuth {
     pub access_token: Option<String>,
 }
 
-/// Authentication failed. Deliberately says nothing more.
+/// Authentication failed. Deliberately says nothing more to the client, whichever it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("authentication failed")]
-pub struct AuthError;
+pub enum AuthError {
+    /// The credentials were checked and refused, or none were acceptable.
+    #[error("authentication failed")]
+    Failed,
+    /// Refused without checking: the address or user name is over its failure budget, or
+    /// password verification is busy (queue full, the address's share taken, wait too long).
+    #[error("authentication failed")]
+    Throttled,
+}
 
 /// Why the authentication settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +82,14 @@ pub enum AuthSetupError {
 }
 
 struct StaticEntry {
-    hash: String,
+    hash: Arc<StoredHash>,
     roles: Vec<String>,
 }
 
 struct Jwt {
     key: DecodingKey,
     validation: Validation,
+    leeway: Duration,
     user_claim: String,
     roles_claim: Option<String>,
 }
@@ -78,12 +99,12 @@ pub struct Authenticator {
     allow_anonymous: bool,
     users: HashMap<String, StaticEntry>,
     /// Verified when the login is unknown, so an unknown login costs the same time as a wrong
-    /// passcode.
-    decoy_hash: String,
+    /// passcode; `None` without static users (then no login is ever hashed).
+    decoy: Option<Arc<StoredHash>>,
     jwt: Option<Jwt>,
-    /// Argon2 is deliberately expensive; this bounds how many verifications run at once so a
-    /// flood of CONNECTs cannot take every core.
-    hashing: Arc<Semaphore>,
+    /// Argon2 is deliberately expensive: bounded slots, queue and memory.
+    verifier: Verifier,
+    throttle: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -109,29 +130,48 @@ impl Authenticator {
     /// Loads users, secrets and keys.
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthSetupError> {
         let mut users = HashMap::new();
+        let mut blocks = 0;
+        let mut decoy = None;
         for u in &cfg.users {
-            if PasswordHash::new(&u.password_hash).is_err() {
-                return Err(AuthSetupError::BadHash(u.name.clone()));
-            }
+            let hash = StoredHash::parse(&u.password_hash)
+                .ok_or_else(|| AuthSetupError::BadHash(u.name.clone()))?;
+            blocks = blocks.max(hash.blocks());
+            // The first user's parameters: an unknown login costs what that user's costs.
+            decoy.get_or_insert_with(|| Arc::new(hash.decoy()));
             users.insert(
                 u.name.clone(),
                 StaticEntry {
-                    hash: u.password_hash.clone(),
+                    hash: Arc::new(hash),
                     roles: u.roles.clone(),
                 },
             );
         }
-        // A fixed hash (of a password nobody uses) with the default parameters, so an unknown
-        // login costs one verification like a known one, without hashing at start-up.
-        let decoy_hash = DECOY_HASH.to_owned();
         let jwt = cfg.jwt.as_ref().map(load_jwt).transpose()?;
+        let verifier = Verifier::new(&cfg.verify, blocks);
+        if !users.is_empty() {
+            tracing::info!(
+                bytes = verifier.memory_bound(),
+                "password verification memory bound (concurrency x largest hash memory)"
+            );
+        }
         Ok(Self {
             allow_anonymous: cfg.allow_anonymous,
             users,
-            decoy_hash,
+            decoy,
             jwt,
-            hashing: Arc::new(Semaphore::new(4)),
+            verifier,
+            throttle: Arc::new(Throttle::new(&cfg.throttle)),
         })
+    }
+
+    /// The counter of password verifications run, for `/metrics`.
+    pub fn password_checks(&self) -> Counter {
+        self.verifier.checks.clone()
+    }
+
+    /// The most memory password verification can hold at once, in bytes.
+    pub fn verification_memory_bound(&self) -> usize {
+        self.verifier.memory_bound()
     }
 
     /// Authenticates a CONNECT frame's headers together with the handshake's credentials.
@@ -139,6 +179,7 @@ impl Authenticator {
         &self,
         connect: &Headers,
         handshake: &HandshakeAuth,
+        peer: IpAddr,
     ) -> Result<Identity, AuthError> {
         if let Some(token) = connect
             .get_str("Authorization")
@@ -152,7 +193,7 @@ impl Authenticator {
         if let (Some(login), Some(passcode)) = (login, passcode)
             && (self.users.contains_key(login) || self.jwt.is_none())
         {
-            return self.verify_password(login, passcode).await;
+            return self.verify_password(login, passcode, peer).await;
         }
         if let Some(passcode) = passcode {
             let token = self.verify_jwt(passcode);
@@ -161,7 +202,7 @@ impl Authenticator {
             {
                 // An unknown login whose passcode is no token must cost what a wrong passcode
                 // costs, or response times would tell which logins exist.
-                return self.verify_password(login, passcode).await;
+                return self.verify_password(login, passcode, peer).await;
             }
             return token;
         }
@@ -176,32 +217,38 @@ impl Authenticator {
         if self.allow_anonymous {
             Ok(Identity::default())
         } else {
-            Err(AuthError)
+            Err(AuthError::Failed)
         }
     }
 
-    async fn verify_password(&self, login: &str, passcode: &str) -> Result<Identity, AuthError> {
-        let (hash, roles, known) = match self.users.get(login) {
-            Some(e) => (e.hash.clone(), e.roles.clone(), true),
-            None => (self.decoy_hash.clone(), Vec::new(), false),
+    /// Verifies a static user's passcode: refused without a hash when there are no static
+    /// users or the throttle says so; an unknown login is verified against the decoy.
+    async fn verify_password(
+        &self,
+        login: &str,
+        passcode: &str,
+        peer: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        let Some(decoy) = &self.decoy else {
+            return Err(AuthError::Failed);
         };
-        let permit = Arc::clone(&self.hashing)
-            .acquire_owned()
+        let addr = AddrKey::of(peer);
+        if !self.throttle.allows(addr, login) {
+            return Err(AuthError::Throttled);
+        }
+        let (hash, roles, known) = match self.users.get(login) {
+            Some(e) => (Arc::clone(&e.hash), e.roles.clone(), true),
+            None => (Arc::clone(decoy), Vec::new(), false),
+        };
+        let throttle = Arc::clone(&self.throttle);
+        let name = login.to_owned();
+        let ok = self
+            .verifier
+            .verify(addr, hash, passcode, move |ok| {
+                throttle.record(addr, &name, ok && known);
+            })
             .await
-            .map_err(|_| AuthError)?;
-        let passcode = passcode.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(passcode.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+            .map_err(|_| AuthError::Throttled)?;
         if ok && known {
             Ok(Identity {
                 user: Some(login.to_owned()),
@@ -210,20 +257,20 @@ impl Authenticator {
                 expires_at: None,
             })
         } else {
-            Err(AuthError)
+            Err(AuthError::Failed)
         }
     }
 
     fn verify_jwt(&self, token: &str) -> Result<Identity, AuthError> {
-        let jwt = self.jwt.as_ref().ok_or(AuthError)?;
+        let jwt = self.jwt.as_ref().ok_or(AuthError::Failed)?;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &jwt.key, &jwt.validation)
-            .map_err(|_| AuthError)?;
+            .map_err(|_| AuthError::Failed)?;
         let claims = data.claims;
         let user = claims
             .get(&jwt.user_claim)
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
-            .ok_or(AuthError)?
+            .ok_or(AuthError::Failed)?
             .to_owned();
         let roles = jwt
             .roles_claim
@@ -236,15 +283,12 @@ impl Authenticator {
                     .collect()
             })
             .unwrap_or_default();
-        let expires_at = claims
-            .get("exp")
-            .and_then(|v| v.as_u64())
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+        let expires_at = expiry(claims.get("exp"), jwt.leeway, SystemTime::now())?;
         Ok(Identity {
             user: Some(user),
             roles,
             claims: string_claims(&claims),
-            expires_at,
+            expires_at: Some(expires_at),
         })
     }
 }
@@ -277,7 +321,32 @@ fn string_claims(claims: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
-const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$gizEANV2pZfK36o/SJlmzQ$AyHYcOmvDju1b5wF/AYhRxPi49OYs4V7p0O9xbFj4Gc";
+/// The latest `exp` accepted: 9999-12-31T23:59:59Z. Later values (up to 1e308, or u64::MAX)
+/// are refused as malformed rather than overflowing the clock.
+const MAX_EXP_SECS: f64 = 253_402_300_799.0;
+
+/// When a token stops being valid: its `exp` (any JSON number, fractions kept) plus the
+/// leeway. Refused: a missing or non-numeric `exp`, a negative, non-finite or later than
+/// `MAX_EXP_SECS` one, and one already past at `now`.
+fn expiry(
+    exp: Option<&serde_json::Value>,
+    leeway: Duration,
+    now: SystemTime,
+) -> Result<SystemTime, AuthError> {
+    let secs = exp
+        .and_then(serde_json::Value::as_f64)
+        .filter(|s| s.is_finite() && (0.0..=MAX_EXP_SECS).contains(s))
+        .ok_or(AuthError::Failed)?;
+    let at = Duration::try_from_secs_f64(secs)
+        .ok()
+        .and_then(|d| UNIX_EPOCH.checked_add(d))
+        .and_then(|t| t.checked_add(leeway))
+        .ok_or(AuthError::Failed)?;
+    if at <= now {
+        return Err(AuthError::Failed);
+    }
+    Ok(at)
+}
 
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -333,16 +402,23 @@ fn load_jwt(cfg: &JwtConfig) -> Result<Jwt, AuthSetupError> {
     };
     let mut validation = Validation::new(algorithm);
     validation.leeway = cfg.leeway_secs;
+    validation.validate_nbf = true;
     validation.validate_aud = cfg.audience.is_some();
+    // A configured issuer or audience is required, not only checked when present.
+    let mut required = vec!["exp"];
     if let Some(aud) = &cfg.audience {
         validation.set_audience(&[aud]);
+        required.push("aud");
     }
     if let Some(iss) = &cfg.issuer {
         validation.set_issuer(&[iss]);
+        required.push("iss");
     }
+    validation.set_required_spec_claims(&required);
     Ok(Jwt {
         key,
         validation,
+        leeway: Duration::from_secs(cfg.leeway_secs),
         user_claim: cfg.user_claim.clone(),
         roles_claim: cfg.roles_claim.clone(),
     })
@@ -352,6 +428,7 @@ fn load_jwt(cfg: &JwtConfig) -> Result<Jwt, AuthSetupError> {
 mod tests {
     use super::*;
     use crate::config::StaticUser;
+    use serde_json::json;
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
         let mut h = Headers::new();
@@ -360,6 +437,8 @@ mod tests {
         }
         h
     }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     #[tokio::test]
     async fn static_users_and_anonymous() {
@@ -370,34 +449,63 @@ mod tests {
                 password_hash: hash_password("s3cret").unwrap(),
                 roles: vec!["admin".into()],
             }],
-            jwt: None,
+            ..AuthConfig::default()
         };
         let a = Authenticator::from_config(&cfg).unwrap();
         let hs = HandshakeAuth::default();
-        let ok = a
-            .authenticate(&headers(&[("login", "alice"), ("passcode", "s3cret")]), &hs)
-            .await;
+        let login = |l: &'static str, p: &'static str| headers(&[("login", l), ("passcode", p)]);
+        let ok = a.authenticate(&login("alice", "s3cret"), &hs, PEER).await;
         assert_eq!(ok.unwrap().user.as_deref(), Some("alice"));
-        assert_eq!(
-            a.authenticate(&headers(&[("login", "alice"), ("passcode", "nope")]), &hs)
-                .await,
-            Err(AuthError)
-        );
-        assert_eq!(
-            a.authenticate(&headers(&[("login", "bob"), ("passcode", "s3cret")]), &hs)
-                .await,
-            Err(AuthError)
-        );
-        assert_eq!(a.authenticate(&headers(&[]), &hs).await, Err(AuthError));
+        let wrong = a.authenticate(&login("alice", "nope"), &hs, PEER).await;
+        assert_eq!(wrong, Err(AuthError::Failed));
+        let unknown = a.authenticate(&login("bob", "s3cret"), &hs, PEER).await;
+        assert_eq!(unknown, Err(AuthError::Failed));
+        assert_eq!(a.password_checks().get(), 3, "the unknown login was hashed too");
+        let none = a.authenticate(&headers(&[]), &hs, PEER).await;
+        assert_eq!(none, Err(AuthError::Failed));
+        assert_eq!(a.password_checks().get(), 3);
     }
-}
 
-#[cfg(test)]
-mod decoy_tests {
-    use super::*;
+    #[tokio::test]
+    async fn without_static_users_a_login_costs_no_hash() {
+        let a = Authenticator::from_config(&AuthConfig::default()).unwrap();
+        let h = headers(&[("login", "x"), ("passcode", "y")]);
+        let r = a.authenticate(&h, &HandshakeAuth::default(), PEER).await;
+        assert!(r.is_err());
+        assert_eq!(a.password_checks().get(), 0);
+    }
 
     #[test]
-    fn the_decoy_hash_parses() {
-        assert!(PasswordHash::new(DECOY_HASH).is_ok());
+    fn expiry_takes_every_json_number_without_panicking() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let no_leeway = Duration::ZERO;
+        let at = |v: serde_json::Value| expiry(Some(&v), no_leeway, now);
+        assert_eq!(
+            at(json!(1_000_001.5)),
+            Ok(UNIX_EPOCH + Duration::from_millis(1_000_001_500))
+        );
+        assert_eq!(at(json!(1_000_000)), Err(AuthError::Failed), "exp == now");
+        assert_eq!(at(json!(999_999.9)), Err(AuthError::Failed));
+        for bad in [
+            json!(-1),
+            json!(0),
+            json!(-1.5e300),
+            json!(1e300),
+            json!(u64::MAX),
+            json!(i64::MAX),
+            json!(253_402_300_800_u64),
+            json!("2000000000"),
+            json!(null),
+        ] {
+            assert_eq!(at(bad.clone()), Err(AuthError::Failed), "{bad}");
+        }
+        assert!(at(json!(253_402_300_799_u64)).is_ok(), "year 9999 is fine");
+        assert_eq!(expiry(None, no_leeway, now), Err(AuthError::Failed));
+        let leeway = Duration::from_secs(5);
+        assert_eq!(
+            expiry(Some(&json!(999_998)), leeway, now),
+            Ok(UNIX_EPOCH + Duration::from_secs(1_000_003)),
+            "the leeway extends a token accepted within it"
+        );
     }
 }
