@@ -519,3 +519,71 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
         RSS_GROWTH_LIMIT_KIB / 1024
     );
 }
+
+/// The value of `series` in the in-process broker's /metrics, `None` if it is not exported.
+async fn exported(server: &broker::Server, series: &str) -> Option<f64> {
+    let (_, text) = common::http_get(server.http_addr(), "/metrics", "").await;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// CONNECTs with `headers` over TCP and expects "authentication failed".
+async fn refused_in_process(server: &broker::Server, headers: &[(&str, &str)]) {
+    let mut c = common::tcp(server).await;
+    let mut f = Frame::new(Command::Connect).header("accept-version", "1.2");
+    for (n, v) in headers {
+        f = f.header(n.to_string(), v.to_string());
+    }
+    c.send(&f).await.unwrap();
+    let e = c.expect(Command::Error, WAIT).await.unwrap();
+    assert_eq!(e.headers.get_str("message"), Some("authentication failed"), "{headers:?}");
+}
+
+/// A CONNECT that no configured credential store could accept costs no hash: a login and
+/// passcode when only JWTs are configured, a token when only static users are.
+#[tokio::test]
+async fn credentials_no_configured_store_could_accept_cost_no_hash() {
+    let secret = std::env::temp_dir().join(format!("stompbox-cost-{}", std::process::id()));
+    std::fs::write(&secret, "cost-test-secret-0123456789abcdef0123456789").unwrap();
+    let jwt_only = common::start(|c| {
+        c.auth.allow_anonymous = false;
+        c.auth.jwt = Some(broker::config::JwtConfig {
+            algorithm: "HS256".into(),
+            secret_env: None,
+            secret_file: Some(secret.clone()),
+            public_key_file: None,
+            user_claim: "sub".into(),
+            roles_claim: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+        });
+    })
+    .await;
+    for i in 0..5 {
+        let login = format!("someone-{i}");
+        refused_in_process(&jwt_only, &[("login", &login), ("passcode", "guess")]).await;
+    }
+    let checks = "stompbox_auth_password_checks_total";
+    assert_eq!(exported(&jwt_only, checks).await, Some(0.0), "JWT only");
+
+    let hash = broker::auth::hash_password("right").unwrap();
+    let users_only = common::start(|c| {
+        c.auth.allow_anonymous = false;
+        c.auth.users = vec![broker::config::StaticUser {
+            name: "carol".into(),
+            password_hash: hash,
+            roles: vec![],
+        }];
+    })
+    .await;
+    refused_in_process(&users_only, &[("Authorization", "Bearer eyJhbGciOi.x.y")]).await;
+    refused_in_process(&users_only, &[("passcode", "eyJhbGciOi.x.y")]).await;
+    refused_in_process(&users_only, &[]).await;
+    assert_eq!(exported(&users_only, checks).await, Some(0.0), "users only");
+    // While a login the users could accept is verified, known or not (timing defence).
+    refused_in_process(&users_only, &[("login", "nobody"), ("passcode", "x")]).await;
+    assert_eq!(exported(&users_only, checks).await, Some(1.0));
+}

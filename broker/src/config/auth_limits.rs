@@ -125,3 +125,42 @@ pub fn validate(auth: &super::AuthConfig) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, StaticUser};
+
+    fn with_hash(hash: &str) -> Config {
+        let mut c = Config::default();
+        c.auth.users = vec![StaticUser {
+            name: "u".into(),
+            password_hash: hash.into(),
+            roles: vec![],
+        }];
+        c
+    }
+
+    #[test]
+    fn hashes_costing_more_than_the_limits_are_refused() {
+        // Valid PHC strings (the hash bytes are never checked here), with absurd costs.
+        let salt_and_hash = "c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let ok = format!("$argon2id$v=19$m=19456,t=2,p=1${salt_and_hash}");
+        assert!(with_hash(&ok).validate().is_ok());
+        for params in ["m=4194304,t=2,p=1", "m=19456,t=1000,p=1", "m=19456,t=2,p=128"] {
+            let phc = format!("$argon2id$v=19${params}${salt_and_hash}");
+            let err = with_hash(&phc).validate().unwrap_err().to_string();
+            assert!(err.contains("auth.users \"u\""), "{params}: {err}");
+        }
+        assert!(with_hash("not a hash").validate().is_err());
+    }
+
+    #[test]
+    fn limits_must_be_usable() {
+        let mut c = Config::default();
+        c.auth.verify.concurrency = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.auth.throttle.window_ms = 0;
+        assert!(c.validate().is_err());
+    }
+}
