@@ -587,3 +587,49 @@ async fn credentials_no_configured_store_could_accept_cost_no_hash() {
     refused_in_process(&users_only, &[("login", "nobody"), ("passcode", "x")]).await;
     assert_eq!(exported(&users_only, checks).await, Some(1.0));
 }
+
+/// A CONNECT waiting for a verification slot ends at its CONNECT deadline, and the wait costs
+/// no hash: one slot, held by a costly verification (64 MiB, t = 24: well over a second),
+/// while a second CONNECT's 600 ms deadline passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_waiting_for_verification_ends_at_its_deadline() {
+    // A valid PHC string whose hash nobody's password produces: its cost is what matters.
+    let costly = "$argon2id$v=19$m=65536,t=24,p=1$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let server = common::start(|c| {
+        c.server.connect_timeout_ms = 600;
+        c.auth.verify.concurrency = 1;
+        c.auth.users = vec![broker::config::StaticUser {
+            name: "slow".into(),
+            password_hash: costly.into(),
+            roles: vec![],
+        }];
+    })
+    .await;
+    let login = |passcode: &'static str| {
+        Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("login", "slow")
+            .header("passcode", passcode)
+    };
+    let mut first = common::tcp(&server).await;
+    first.send(&login("one")).await.unwrap();
+    let checks = "stompbox_auth_password_checks_total";
+    common::eventually("the first verification runs", || async {
+        exported(&server, checks).await == Some(1.0)
+    })
+    .await;
+    let mut second = common::tcp(&server).await;
+    second.send(&login("two")).await.unwrap();
+    let e = second.expect(Command::Error, WAIT).await.unwrap();
+    assert_eq!(e.headers.get_str("message"), Some("connect timeout"));
+    second.closed(WAIT).await.unwrap();
+    // The first's own verification outlasts its deadline too: the CONNECT ends then, and the
+    // hash finishes on its thread (it cannot be interrupted).
+    let e = first.expect(Command::Error, WAIT).await.unwrap();
+    assert_eq!(e.headers.get_str("message"), Some("connect timeout"));
+    assert_eq!(
+        exported(&server, checks).await,
+        Some(1.0),
+        "the CONNECT that timed out waiting was never verified"
+    );
+}
