@@ -349,7 +349,11 @@ impl Canary {
             Ok(Err(e)) => panic!("canary failed {when}: {e}"),
             Err(_) => panic!("canary got no answer within {CANARY_DEADLINE:?} {when}"),
         };
-        assert_eq!(m.body, Bytes::from(body), "canary got its own message {when}");
+        assert_eq!(
+            m.body,
+            Bytes::from(body),
+            "canary got its own message {when}"
+        );
         self.slowest = self.slowest.max(started.elapsed());
     }
 }
@@ -380,8 +384,7 @@ async fn flood_of_hung_up_connects(b: &mut BrokerProcess, canary: &mut Canary) -
         }
         let started = Instant::now();
         // Waits long enough to measure a broker that fails the deadline.
-        let answer =
-            login_within(loopback(1), tcp, "bob", "bob-password", SLOW_LOGIN_WAIT).await;
+        let answer = login_within(loopback(1), tcp, "bob", "bob-password", SLOW_LOGIN_WAIT).await;
         let took = started.elapsed();
         assert_eq!(answer, Answer::Connected, "round {round}");
         eprintln!("[hostile-auth] flood round {round}: valid login took {took:?}");
@@ -390,7 +393,9 @@ async fn flood_of_hung_up_connects(b: &mut BrokerProcess, canary: &mut Canary) -
             "a valid login behind {FLOOD_PER_ROUND} hung-up bogus CONNECTs took {took:?}"
         );
         slowest = slowest.max(took);
-        canary.round_trip(&format!("after flood round {round}")).await;
+        canary
+            .round_trip(&format!("after flood round {round}"))
+            .await;
         b.sample_rss(&format!("after flood round {round}"));
     }
     slowest
@@ -408,9 +413,18 @@ async fn guessing_from_one_address(b: &BrokerProcess) {
     }
     let hashed = b.checks().await - checks;
     let refused = b.throttled().await - throttled;
-    eprintln!("[hostile-auth] {guesses} guesses from one address: {hashed} hashed, {refused} throttled");
-    assert_eq!(hashed, FAILURES_PER_ADDRESS as f64, "verified within the address budget");
-    assert_eq!(refused, (guesses - FAILURES_PER_ADDRESS) as f64, "the rest throttled");
+    eprintln!(
+        "[hostile-auth] {guesses} guesses from one address: {hashed} hashed, {refused} throttled"
+    );
+    assert_eq!(
+        hashed, FAILURES_PER_ADDRESS as f64,
+        "verified within the address budget"
+    );
+    assert_eq!(
+        refused,
+        (guesses - FAILURES_PER_ADDRESS) as f64,
+        "the rest throttled"
+    );
 }
 
 /// Guessing alice's password from many addresses, one guess each: the name's budget is spent
@@ -486,7 +500,10 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
         login_from(loopback(1), b.tcp, "alice", "alice-password").await,
         Answer::Connected
     );
-    eprintln!("[hostile-auth] a valid login with no flood took {:?}", started.elapsed());
+    eprintln!(
+        "[hostile-auth] a valid login with no flood took {:?}",
+        started.elapsed()
+    );
 
     let slowest = flood_of_hung_up_connects(&mut b, &mut canary).await;
     let hashed = b.checks().await;
@@ -500,7 +517,9 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
     b.sample_rss("after guessing from one address");
 
     guessing_from_many_addresses(&b).await;
-    canary.round_trip("after guessing from many addresses").await;
+    canary
+        .round_trip("after guessing from many addresses")
+        .await;
     b.sample_rss("after guessing from many addresses");
 
     owners_are_not_locked_out(&b).await;
@@ -510,7 +529,10 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
     b.sample_rss("after concurrent wrong passwords");
 
     let log = b.log_text();
-    assert!(!log.contains("panicked"), "the broker logged a panic:\n{log}");
+    assert!(
+        !log.contains("panicked"),
+        "the broker logged a panic:\n{log}"
+    );
     eprintln!(
         "[hostile-auth] done: slowest canary round trip {:?}, VmRSS peak {:.1} MiB (start {:.1} MiB, growth bound {} MiB)",
         canary.slowest,
@@ -538,7 +560,11 @@ async fn refused_in_process(server: &broker::Server, headers: &[(&str, &str)]) {
     }
     c.send(&f).await.unwrap();
     let e = c.expect(Command::Error, WAIT).await.unwrap();
-    assert_eq!(e.headers.get_str("message"), Some("authentication failed"), "{headers:?}");
+    assert_eq!(
+        e.headers.get_str("message"),
+        Some("authentication failed"),
+        "{headers:?}"
+    );
 }
 
 /// A CONNECT that no configured credential store could accept costs no hash: a login and

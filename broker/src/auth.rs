@@ -460,7 +460,11 @@ mod tests {
         assert_eq!(wrong, Err(AuthError::Failed));
         let unknown = a.authenticate(&login("bob", "s3cret"), &hs, PEER).await;
         assert_eq!(unknown, Err(AuthError::Failed));
-        assert_eq!(a.password_checks().get(), 3, "the unknown login was hashed too");
+        assert_eq!(
+            a.password_checks().get(),
+            3,
+            "the unknown login was hashed too"
+        );
         let none = a.authenticate(&headers(&[]), &hs, PEER).await;
         assert_eq!(none, Err(AuthError::Failed));
         assert_eq!(a.password_checks().get(), 3);

@@ -187,7 +187,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers the count of argon2 password verifications run (kept by the authenticator).
-    pub fn register_password_checks(&mut self, checks: prometheus_client::metrics::counter::Counter) {
+    pub fn register_password_checks(
+        &mut self,
+        checks: prometheus_client::metrics::counter::Counter,
+    ) {
         self.registry.register(
             "auth_password_checks",
             "Password verifications (argon2 hashes) run",

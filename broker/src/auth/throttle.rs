@@ -237,7 +237,10 @@ mod tests {
         for i in 3..6 {
             t.record(ip(&format!("10.0.0.{i}")), &format!("x{i}"), false);
         }
-        assert!(!t.allows(ip("10.0.0.77"), "y"), "untracked keys share the overflow budget");
+        assert!(
+            !t.allows(ip("10.0.0.77"), "y"),
+            "untracked keys share the overflow budget"
+        );
         assert!(t.allows(ip("10.0.0.1"), "a"), "tracked keys keep their own");
     }
 }

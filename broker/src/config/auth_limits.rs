@@ -146,7 +146,11 @@ mod tests {
         let salt_and_hash = "c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         let ok = format!("$argon2id$v=19$m=19456,t=2,p=1${salt_and_hash}");
         assert!(with_hash(&ok).validate().is_ok());
-        for params in ["m=4194304,t=2,p=1", "m=19456,t=1000,p=1", "m=19456,t=2,p=128"] {
+        for params in [
+            "m=4194304,t=2,p=1",
+            "m=19456,t=1000,p=1",
+            "m=19456,t=2,p=128",
+        ] {
             let phc = format!("$argon2id$v=19${params}${salt_and_hash}");
             let err = with_hash(&phc).validate().unwrap_err().to_string();
             assert!(err.contains("auth.users \"u\""), "{params}: {err}");

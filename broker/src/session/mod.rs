@@ -503,11 +503,11 @@ impl Session {
         let receipt = frame.headers.get_bytes("receipt").cloned();
         let broker = Arc::clone(&self.broker);
         let room = self.broker.config.stomp.max_frame_size;
-        let mut auth = Box::pin(
-            broker
-                .auth
-                .authenticate(&frame.headers, &self.handshake, self.peer),
-        );
+        let mut auth = Box::pin(broker.auth.authenticate(
+            &frame.headers,
+            &self.handshake,
+            self.peer,
+        ));
         let verdict = loop {
             tokio::select! {
                 biased;
