@@ -659,3 +659,41 @@ async fn a_connect_waiting_for_verification_ends_at_its_deadline() {
         "the CONNECT that timed out waiting was never verified"
     );
 }
+
+/// A client that pipelines CONNECT, SEND and DISCONNECT and half-closes at once is not taken
+/// for one that hung up: its CONNECT is verified, its message published, its receipt sent.
+#[tokio::test]
+async fn a_half_closed_pipelining_client_is_still_served() {
+    let hash = broker::auth::hash_password("pw").unwrap();
+    let server = common::start(|c| {
+        c.auth.users = vec![broker::config::StaticUser {
+            name: "pipe".into(),
+            password_hash: hash,
+            roles: vec![],
+        }];
+    })
+    .await;
+    let mut watcher = common::tcp_session(&server).await;
+    watcher.subscribe("w", "/topic/piped", &[]).await.unwrap();
+    let mut s = TcpStream::connect(server.tcp_addr().unwrap())
+        .await
+        .unwrap();
+    s.write_all(
+        b"CONNECT\naccept-version:1.2\nlogin:pipe\npasscode:pw\n\n\0\
+          SEND\ndestination:/topic/piped\n\nhello\0\
+          DISCONNECT\nreceipt:bye\n\n\0",
+    )
+    .await
+    .unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("the broker answers and closes")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("CONNECTED"), "{text:?}");
+    assert!(text.contains("RECEIPT\nreceipt-id:bye"), "{text:?}");
+    let m = watcher.expect(Command::Message, WAIT).await.unwrap();
+    assert_eq!(m.body, Bytes::from("hello"));
+}

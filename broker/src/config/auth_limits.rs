@@ -80,8 +80,10 @@ pub fn validate(auth: &super::AuthConfig) -> Result<(), String> {
     if v.concurrency == 0 || v.concurrency > 256 {
         return Err("auth.verify.concurrency must be between 1 and 256".into());
     }
-    if v.max_per_address == 0 || v.wait_ms == 0 {
-        return Err("auth.verify.max_per_address and wait_ms must be at least 1".into());
+    if v.max_waiting == 0 || v.max_per_address == 0 || v.wait_ms == 0 {
+        return Err(
+            "auth.verify.max_waiting, max_per_address and wait_ms must be at least 1".into(),
+        );
     }
     let t = &auth.throttle;
     if t.window_ms == 0 || t.max_tracked == 0 {

@@ -508,10 +508,15 @@ impl Session {
             &self.handshake,
             self.peer,
         ));
+        // A client that half-closes after pipelining frames (CONNECT, SEND, DISCONNECT) still
+        // gets them handled; one that hangs up with nothing more to say is gone.
+        let mut half_closed = false;
         let verdict = loop {
             tokio::select! {
                 biased;
-                r = t.recv_into(&mut self.read_buf), if self.read_buf.len() < room => match r {
+                r = t.recv_into(&mut self.read_buf),
+                    if !half_closed && self.read_buf.len() < room => match r {
+                    Ok(0) if !self.read_buf.is_empty() => half_closed = true,
                     Ok(0) | Err(TransportError::Io(_)) => return Err(End::Gone),
                     Ok(n) => {
                         self.counters.bytes_in(n);
