@@ -14,13 +14,14 @@
 //! users store, an unknown login is hashed against a decoy with the users' parameters, so
 //! response times do not tell which logins exist.
 
+mod claims;
 mod password;
 mod throttle;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -30,6 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use stomp_codec::Headers;
 
 use crate::config::{AuthConfig, JwtConfig};
+use claims::expiry;
 use password::{StoredHash, Verifier};
 use throttle::{AddrKey, Throttle};
 
@@ -321,33 +323,6 @@ fn string_claims(claims: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
-/// The latest `exp` accepted: 9999-12-31T23:59:59Z. Later values (up to 1e308, or u64::MAX)
-/// are refused as malformed rather than overflowing the clock.
-const MAX_EXP_SECS: f64 = 253_402_300_799.0;
-
-/// When a token stops being valid: its `exp` (any JSON number, fractions kept) plus the
-/// leeway. Refused: a missing or non-numeric `exp`, a negative, non-finite or later than
-/// `MAX_EXP_SECS` one, and one already past at `now`.
-fn expiry(
-    exp: Option<&serde_json::Value>,
-    leeway: Duration,
-    now: SystemTime,
-) -> Result<SystemTime, AuthError> {
-    let secs = exp
-        .and_then(serde_json::Value::as_f64)
-        .filter(|s| s.is_finite() && (0.0..=MAX_EXP_SECS).contains(s))
-        .ok_or(AuthError::Failed)?;
-    let at = Duration::try_from_secs_f64(secs)
-        .ok()
-        .and_then(|d| UNIX_EPOCH.checked_add(d))
-        .and_then(|t| t.checked_add(leeway))
-        .ok_or(AuthError::Failed)?;
-    if at <= now {
-        return Err(AuthError::Failed);
-    }
-    Ok(at)
-}
-
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
@@ -428,7 +403,6 @@ fn load_jwt(cfg: &JwtConfig) -> Result<Jwt, AuthSetupError> {
 mod tests {
     use super::*;
     use crate::config::StaticUser;
-    use serde_json::json;
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {
         let mut h = Headers::new();
@@ -477,39 +451,5 @@ mod tests {
         let r = a.authenticate(&h, &HandshakeAuth::default(), PEER).await;
         assert!(r.is_err());
         assert_eq!(a.password_checks().get(), 0);
-    }
-
-    #[test]
-    fn expiry_takes_every_json_number_without_panicking() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let no_leeway = Duration::ZERO;
-        let at = |v: serde_json::Value| expiry(Some(&v), no_leeway, now);
-        assert_eq!(
-            at(json!(1_000_001.5)),
-            Ok(UNIX_EPOCH + Duration::from_millis(1_000_001_500))
-        );
-        assert_eq!(at(json!(1_000_000)), Err(AuthError::Failed), "exp == now");
-        assert_eq!(at(json!(999_999.9)), Err(AuthError::Failed));
-        for bad in [
-            json!(-1),
-            json!(0),
-            json!(-1.5e300),
-            json!(1e300),
-            json!(u64::MAX),
-            json!(i64::MAX),
-            json!(253_402_300_800_u64),
-            json!("2000000000"),
-            json!(null),
-        ] {
-            assert_eq!(at(bad.clone()), Err(AuthError::Failed), "{bad}");
-        }
-        assert!(at(json!(253_402_300_799_u64)).is_ok(), "year 9999 is fine");
-        assert_eq!(expiry(None, no_leeway, now), Err(AuthError::Failed));
-        let leeway = Duration::from_secs(5);
-        assert_eq!(
-            expiry(Some(&json!(999_998)), leeway, now),
-            Ok(UNIX_EPOCH + Duration::from_secs(1_000_003)),
-            "the leeway extends a token accepted within it"
-        );
     }
 }
