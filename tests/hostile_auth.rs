@@ -43,6 +43,9 @@ const SLOW_LOGIN_WAIT: Duration = Duration::from_secs(60);
 /// `[auth.throttle]` defaults.
 const FAILURES_PER_ADDRESS: u64 = 10;
 
+/// The HS256 secret of the broker's `[auth.jwt]`.
+const JWT_SECRET: &str = "hostile-auth-hs256-secret-0123456789abcdef";
+
 /// Bogus CONNECTs per flood round, rounds, and the addresses they come from.
 const FLOOD_PER_ROUND: usize = 100;
 const FLOOD_ROUNDS: usize = 4;
@@ -70,7 +73,7 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn config_toml(http: u16, tcp: u16, alice: &str, bob: &str) -> String {
+fn config_toml(http: u16, tcp: u16, alice: &str, bob: &str, secret: &str) -> String {
     format!(
         r#"
 [server]
@@ -81,6 +84,10 @@ shutdown_grace_ms = 1000
 
 [auth]
 allow_anonymous = true
+
+[auth.jwt]
+algorithm = "HS256"
+secret_file = "{secret}"
 
 [[auth.users]]
 name = "alice"
@@ -112,7 +119,10 @@ impl BrokerProcess {
         let cfg = dir.join("hostile-auth.toml");
         let alice = broker::auth::hash_password("alice-password").unwrap();
         let bob = broker::auth::hash_password("bob-password").unwrap();
-        std::fs::write(&cfg, config_toml(http, tcp, &alice, &bob)).unwrap();
+        let secret = dir.join("jwt.secret");
+        std::fs::write(&secret, JWT_SECRET).unwrap();
+        let secret = secret.display().to_string();
+        std::fs::write(&cfg, config_toml(http, tcp, &alice, &bob, &secret)).unwrap();
         let log = dir.join("broker.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Process::new(BIN)
@@ -266,8 +276,20 @@ async fn login_within(
     passcode: &str,
     wait: Duration,
 ) -> Answer {
+    let frame = connect_frame(login, passcode);
+    answer_to(from, to, &frame, &format!("{login}'s CONNECT"), wait).await
+}
+
+/// Writes `frame` from `from` and reads the broker's answer (`what` names it in failures).
+async fn answer_to(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    frame: &[u8],
+    what: &str,
+    wait: Duration,
+) -> Answer {
     let mut s = tcp_from(from, to).await;
-    s.write_all(&connect_frame(login, passcode)).await.unwrap();
+    s.write_all(frame).await.unwrap();
     let mut got = Vec::new();
     let read = async {
         let mut chunk = [0u8; 1024];
@@ -281,7 +303,7 @@ async fn login_within(
     };
     timeout(wait, read)
         .await
-        .unwrap_or_else(|_| panic!("no answer to {login}'s CONNECT from {from} within {wait:?}"));
+        .unwrap_or_else(|_| panic!("no answer to {what} from {from} within {wait:?}"));
     let text = String::from_utf8_lossy(&got).into_owned();
     match text.lines().next() {
         Some("CONNECTED") => Answer::Connected,
@@ -291,7 +313,7 @@ async fn login_within(
                 .unwrap_or("")
                 .to_owned(),
         ),
-        _ => panic!("{login}'s CONNECT from {from} got {text:?}"),
+        _ => panic!("{what} from {from} got {text:?} (a panicking session closes silently)"),
     }
 }
 
@@ -470,6 +492,33 @@ async fn owners_are_not_locked_out(b: &BrokerProcess) {
     );
 }
 
+/// Tokens whose `exp` no clock can hold, or that is no time at all, properly signed: each is
+/// refused with an ERROR (a session that panicked would close without one), none is hashed.
+async fn tokens_with_hostile_exp(b: &BrokerProcess) {
+    let checks = b.checks().await;
+    let exps = [
+        serde_json::json!(u64::MAX),
+        serde_json::json!(i64::MAX as u64 + 1),
+        serde_json::json!(1e300),
+        serde_json::json!(-1e300),
+        serde_json::json!(-1),
+        serde_json::json!("soon"),
+    ];
+    for exp in exps {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "tok", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap();
+        let frame = format!("CONNECT\naccept-version:1.2\npasscode:{token}\n\n\0");
+        let what = format!("a token with exp {exp}");
+        let answer = answer_to(loopback(5), b.tcp, frame.as_bytes(), &what, WAIT).await;
+        assert_eq!(answer, failed(), "{what}");
+    }
+    assert_eq!(b.checks().await, checks, "tokens are never hashed");
+}
+
 /// Unknown logins (each verified against the decoy) from 16 addresses, 4 each at once,
 /// staying connected: verification runs flat out on every slot while the canary round-trips;
 /// memory must stay within slots × hash memory.
@@ -538,6 +587,10 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
     b.sample_rss("after guessing from many addresses");
 
     owners_are_not_locked_out(&b).await;
+
+    tokens_with_hostile_exp(&b).await;
+    canary.round_trip("after tokens with hostile exp").await;
+    b.sample_rss("after tokens with hostile exp");
 
     concurrent_wrong_passwords(&b, &mut canary).await;
     canary.round_trip("after concurrent wrong passwords").await;
