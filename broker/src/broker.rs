@@ -135,6 +135,8 @@ impl Broker {
     /// `[[app.routes]]` come after them.
     pub fn with_app(config: Config, app: AppRouter) -> Result<Arc<Self>, SetupError> {
         let auth = Authenticator::from_config(&config.auth)?;
+        let mut metrics = Metrics::new();
+        metrics.register_password_checks(auth.password_checks());
         let cluster = config
             .cluster
             .as_ref()
@@ -185,7 +187,7 @@ impl Broker {
             router,
             registry,
             queues,
-            metrics: Metrics::new(),
+            metrics,
             ids,
             cluster,
             next_conn: AtomicU64::new(1),

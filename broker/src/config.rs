@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::pattern::{Pattern, PatternError};
 
+mod auth_limits;
+pub use auth_limits::{ThrottleConfig, VerifyConfig};
+
 /// The documented default configuration, embedded so `stompbox print-config` can print it.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../broker.toml");
 
@@ -371,6 +374,10 @@ pub struct AuthConfig {
     pub users: Vec<StaticUser>,
     /// JSON Web Tokens.
     pub jwt: Option<JwtConfig>,
+    /// `[auth.verify]`: password verification's concurrency, queue and memory.
+    pub verify: VerifyConfig,
+    /// `[auth.throttle]`: failed password logins per address and per user name.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for AuthConfig {
@@ -379,6 +386,8 @@ impl Default for AuthConfig {
             allow_anonymous: true,
             users: Vec::new(),
             jwt: None,
+            verify: VerifyConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -981,6 +990,7 @@ impl Config {
         if self.rate_limit.burst_secs == 0 {
             return invalid("rate_limit.burst_secs must be at least 1".into());
         }
+        auth_limits::validate(&self.auth).map_err(ConfigError::Invalid)?;
         if let Some(jwt) = &self.auth.jwt {
             match jwt.algorithm.as_str() {
                 "HS256" if jwt.secret_env.is_some() || jwt.secret_file.is_some() => {}

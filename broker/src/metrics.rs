@@ -73,6 +73,9 @@ pub enum CloseReason {
     ConnectTimeout,
     /// Credentials refused.
     AuthFailed,
+    /// Credentials refused without being checked: over a failure budget, or password
+    /// verification busy.
+    AuthThrottled,
     /// The connection's token expired.
     TokenExpired,
     /// A SUBSCRIBE or SEND the access rules refuse.
@@ -86,13 +89,14 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 11] = [
+    const ALL: [CloseReason; 12] = [
         CloseReason::ProtocolError,
         CloseReason::HeartbeatTimeout,
         CloseReason::SlowConsumer,
         CloseReason::WriteTimeout,
         CloseReason::ConnectTimeout,
         CloseReason::AuthFailed,
+        CloseReason::AuthThrottled,
         CloseReason::TokenExpired,
         CloseReason::AccessDenied,
         CloseReason::RateLimited,
@@ -108,6 +112,7 @@ impl CloseReason {
             CloseReason::WriteTimeout => "write_timeout",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::AuthFailed => "auth_failed",
+            CloseReason::AuthThrottled => "auth_throttled",
             CloseReason::TokenExpired => "token_expired",
             CloseReason::AccessDenied => "access_denied",
             CloseReason::RateLimited => "rate_limited",
@@ -201,6 +206,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Registers the count of argon2 password verifications run (kept by the authenticator).
+    pub fn register_password_checks(
+        &mut self,
+        checks: prometheus_client::metrics::counter::Counter,
+    ) {
+        self.registry.register(
+            "auth_password_checks",
+            "Password verifications (argon2 hashes) run",
+            checks,
+        );
+    }
+
     /// Registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("stompbox");

@@ -28,7 +28,7 @@ pub use error::ProtocolError;
 use heartbeat::Heartbeat;
 
 use crate::app::OwnerName;
-use crate::auth::{HandshakeAuth, Identity};
+use crate::auth::{AuthError, HandshakeAuth, Identity};
 use crate::config::RatePolicy;
 use rate::RateLimiter;
 use subscriptions::Subscriptions;
@@ -42,6 +42,9 @@ use crate::wire::WireFrame;
 
 /// How often a busy session adds its counters to the shared metrics.
 const METRICS_EVERY: Duration = Duration::from_millis(100);
+
+/// A deadline far enough away to mean "never" for a connection.
+const YEAR: Duration = Duration::from_secs(86_400 * 365);
 
 /// How long the broker tries to deliver a final ERROR frame before closing regardless.
 const ERROR_WRITE_DEADLINE: Duration = Duration::from_secs(2);
@@ -87,6 +90,8 @@ struct Session {
     last_write: Instant,
     /// Credentials from the WebSocket handshake.
     handshake: HandshakeAuth,
+    /// The client's address, for the failed-login throttle.
+    peer: std::net::IpAddr,
     /// A CONNECT waiting for authentication (which may hash, so it runs outside `handle`).
     pending_connect: Option<Frame>,
     /// The session id shown in CONNECTED.
@@ -163,6 +168,7 @@ pub async fn run(
         last_read: now,
         last_write: now,
         handshake,
+        peer: peer.ip(),
         pending_connect: None,
         session_id: broker.session_name(conn),
         user: None,
@@ -240,7 +246,8 @@ impl Session {
                             if let Some(frame) = self.pending_connect.take() {
                                 // Boxed: a rare, large future that would otherwise enlarge
                                 // every idle connection's task.
-                                if let Err(end) = Box::pin(self.authenticate_and_connect(frame)).await {
+                                let connect = self.authenticate_and_connect(frame, t, connect_deadline);
+                                if let Err(end) = Box::pin(connect).await {
                                     return end;
                                 }
                                 t.stomp_heartbeats(self.heartbeat.send_every.is_some());
@@ -513,17 +520,58 @@ impl Session {
     }
 
     /// Authenticates a CONNECT, then answers CONNECTED (or ends with ERROR).
-    async fn authenticate_and_connect(&mut self, frame: Frame) -> Result<(), End> {
+    ///
+    /// Authentication may wait for a password verification slot, so the connection is still
+    /// watched meanwhile: a hang-up or the CONNECT deadline drops the wait (and the place in
+    /// the queue). Bytes that arrive meanwhile are kept for after CONNECTED, up to one frame.
+    async fn authenticate_and_connect(
+        &mut self,
+        frame: Frame,
+        t: &mut Transport,
+        connect_deadline: Instant,
+    ) -> Result<(), End> {
         let receipt = frame.headers.get_bytes("receipt").cloned();
-        let identity = match self
-            .broker
-            .auth
-            .authenticate(&frame.headers, &self.handshake)
-            .await
-        {
+        let broker = Arc::clone(&self.broker);
+        let room = self.broker.config.stomp.max_frame_size;
+        let mut auth = Box::pin(broker.auth.authenticate(
+            &frame.headers,
+            &self.handshake,
+            self.peer,
+        ));
+        // A client that half-closes after pipelining frames (CONNECT, SEND, DISCONNECT) still
+        // gets them handled; one that hangs up with nothing more to say is gone.
+        let mut half_closed = false;
+        let verdict = loop {
+            tokio::select! {
+                biased;
+                r = t.recv_into(&mut self.read_buf),
+                    if !half_closed && self.read_buf.len() < room => match r {
+                    Ok(0) if !self.read_buf.is_empty() => half_closed = true,
+                    Ok(0) | Err(TransportError::Io(_)) => return Err(End::Gone),
+                    Ok(n) => {
+                        self.counters.bytes_in(n);
+                        self.last_read = Instant::now();
+                    }
+                    Err(TransportError::MessageTooLarge { limit }) => {
+                        return Err(End::Error(ProtocolError::MessageTooLarge(limit), None));
+                    }
+                },
+                () = sleep_until(connect_deadline) => {
+                    broker.metrics.closed(CloseReason::ConnectTimeout);
+                    let ms = u128::from(broker.config.server.connect_timeout_ms);
+                    return Err(End::Error(ProtocolError::ConnectTimeout(ms), None));
+                }
+                r = &mut auth => break r,
+            }
+        };
+        drop(auth);
+        let identity = match verdict {
             Ok(id) => id,
-            Err(_) => {
-                self.broker.metrics.closed(CloseReason::AuthFailed);
+            Err(e) => {
+                broker.metrics.closed(match e {
+                    AuthError::Failed => CloseReason::AuthFailed,
+                    AuthError::Throttled => CloseReason::AuthThrottled,
+                });
                 return Err(End::Error(ProtocolError::AuthenticationFailed, receipt));
             }
         };
@@ -531,7 +579,8 @@ impl Session {
             let left = exp
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or(Duration::ZERO);
-            self.expires_at = Some(Instant::now() + left);
+            let now = Instant::now();
+            self.expires_at = Some(now.checked_add(left).unwrap_or(now + YEAR));
         }
         if let Err(e) = self.on_connect(&frame, identity) {
             self.broker.metrics.closed(CloseReason::ProtocolError);
