@@ -151,7 +151,7 @@ fn generated(spec: &[u8], wild: bool) -> Vec<u8> {
     let segments = 1 + next() % 64;
     let mut d = b"/topic".to_vec();
     for _ in 0..segments {
-        d.push(b'/');
+        d.extend_from_slice(b"/");
         let run = usize::try_from(next() % 250).unwrap_or(0);
         let kind = if wild { next() % 8 } else { 6 + next() % 2 };
         match kind {
