@@ -6,19 +6,34 @@
 //! cannot set handshake headers, mobile clients often do). A connection that presents
 //! credentials which fail is refused, never downgraded to anonymous. Failures all read
 //! "authentication failed": nothing tells which part was wrong.
+//!
+//! Cost: only a login + passcode that the static users could accept is hashed (argon2, in
+//! `password`), and only while its address and user name are within their failure budgets
+//! (`throttle`). A CONNECT no configured store could accept (a login + passcode with no
+//! `[[auth.users]]`, a token with no `[auth.jwt]`, no credentials) costs no hash. Within a
+//! users store, an unknown login is hashed against a decoy with the users' parameters, so
+//! response times do not tell which logins exist.
+
+mod claims;
+mod password;
+mod throttle;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use prometheus_client::metrics::counter::Counter;
 use stomp_codec::Headers;
-use tokio::sync::Semaphore;
 
 use crate::config::{AuthConfig, JwtConfig};
+use claims::expiry;
+use password::{StoredHash, Verifier};
+use throttle::{AddrKey, Throttle};
 
 /// Who a connection is, once authenticated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,10 +57,17 @@ pub struct HandshakeAuth {
     pub access_token: Option<String>,
 }
 
-/// Authentication failed. Deliberately says nothing more.
+/// Authentication failed. Deliberately says nothing more to the client, whichever it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("authentication failed")]
-pub struct AuthError;
+pub enum AuthError {
+    /// The credentials were checked and refused, or none were acceptable.
+    #[error("authentication failed")]
+    Failed,
+    /// Refused without checking: the address or user name is over its failure budget, or
+    /// password verification is busy (queue full, the address's share taken, wait too long).
+    #[error("authentication failed")]
+    Throttled,
+}
 
 /// Why the authentication settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +84,14 @@ pub enum AuthSetupError {
 }
 
 struct StaticEntry {
-    hash: String,
+    hash: Arc<StoredHash>,
     roles: Vec<String>,
 }
 
 struct Jwt {
     key: DecodingKey,
     validation: Validation,
+    leeway: Duration,
     user_claim: String,
     roles_claim: Option<String>,
 }
@@ -78,12 +101,12 @@ pub struct Authenticator {
     allow_anonymous: bool,
     users: HashMap<String, StaticEntry>,
     /// Verified when the login is unknown, so an unknown login costs the same time as a wrong
-    /// passcode.
-    decoy_hash: String,
+    /// passcode; `None` without static users (then no login is ever hashed).
+    decoy: Option<Arc<StoredHash>>,
     jwt: Option<Jwt>,
-    /// Argon2 is deliberately expensive; this bounds how many verifications run at once so a
-    /// flood of CONNECTs cannot take every core.
-    hashing: Arc<Semaphore>,
+    /// Argon2 is deliberately expensive: bounded slots, queue and memory.
+    verifier: Verifier,
+    throttle: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -109,29 +132,48 @@ impl Authenticator {
     /// Loads users, secrets and keys.
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthSetupError> {
         let mut users = HashMap::new();
+        let mut blocks = 0;
+        let mut decoy = None;
         for u in &cfg.users {
-            if PasswordHash::new(&u.password_hash).is_err() {
-                return Err(AuthSetupError::BadHash(u.name.clone()));
-            }
+            let hash = StoredHash::parse(&u.password_hash)
+                .ok_or_else(|| AuthSetupError::BadHash(u.name.clone()))?;
+            blocks = blocks.max(hash.blocks());
+            // The first user's parameters: an unknown login costs what that user's costs.
+            decoy.get_or_insert_with(|| Arc::new(hash.decoy()));
             users.insert(
                 u.name.clone(),
                 StaticEntry {
-                    hash: u.password_hash.clone(),
+                    hash: Arc::new(hash),
                     roles: u.roles.clone(),
                 },
             );
         }
-        // A fixed hash (of a password nobody uses) with the default parameters, so an unknown
-        // login costs one verification like a known one, without hashing at start-up.
-        let decoy_hash = DECOY_HASH.to_owned();
         let jwt = cfg.jwt.as_ref().map(load_jwt).transpose()?;
+        let verifier = Verifier::new(&cfg.verify, blocks);
+        if !users.is_empty() {
+            tracing::info!(
+                bytes = verifier.memory_bound(),
+                "password verification memory bound (concurrency x largest hash memory)"
+            );
+        }
         Ok(Self {
             allow_anonymous: cfg.allow_anonymous,
             users,
-            decoy_hash,
+            decoy,
             jwt,
-            hashing: Arc::new(Semaphore::new(4)),
+            verifier,
+            throttle: Arc::new(Throttle::new(&cfg.throttle)),
         })
+    }
+
+    /// The counter of password verifications run, for `/metrics`.
+    pub fn password_checks(&self) -> Counter {
+        self.verifier.checks.clone()
+    }
+
+    /// The most memory password verification can hold at once, in bytes.
+    pub fn verification_memory_bound(&self) -> usize {
+        self.verifier.memory_bound()
     }
 
     /// Authenticates a CONNECT frame's headers together with the handshake's credentials.
@@ -139,6 +181,7 @@ impl Authenticator {
         &self,
         connect: &Headers,
         handshake: &HandshakeAuth,
+        peer: IpAddr,
     ) -> Result<Identity, AuthError> {
         if let Some(token) = connect
             .get_str("Authorization")
@@ -152,7 +195,7 @@ impl Authenticator {
         if let (Some(login), Some(passcode)) = (login, passcode)
             && (self.users.contains_key(login) || self.jwt.is_none())
         {
-            return self.verify_password(login, passcode).await;
+            return self.verify_password(login, passcode, peer).await;
         }
         if let Some(passcode) = passcode {
             let token = self.verify_jwt(passcode);
@@ -161,7 +204,7 @@ impl Authenticator {
             {
                 // An unknown login whose passcode is no token must cost what a wrong passcode
                 // costs, or response times would tell which logins exist.
-                return self.verify_password(login, passcode).await;
+                return self.verify_password(login, passcode, peer).await;
             }
             return token;
         }
@@ -176,32 +219,38 @@ impl Authenticator {
         if self.allow_anonymous {
             Ok(Identity::default())
         } else {
-            Err(AuthError)
+            Err(AuthError::Failed)
         }
     }
 
-    async fn verify_password(&self, login: &str, passcode: &str) -> Result<Identity, AuthError> {
-        let (hash, roles, known) = match self.users.get(login) {
-            Some(e) => (e.hash.clone(), e.roles.clone(), true),
-            None => (self.decoy_hash.clone(), Vec::new(), false),
+    /// Verifies a static user's passcode: refused without a hash when there are no static
+    /// users or the throttle says so; an unknown login is verified against the decoy.
+    async fn verify_password(
+        &self,
+        login: &str,
+        passcode: &str,
+        peer: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        let Some(decoy) = &self.decoy else {
+            return Err(AuthError::Failed);
         };
-        let permit = Arc::clone(&self.hashing)
-            .acquire_owned()
+        let addr = AddrKey::of(peer);
+        if !self.throttle.allows(addr, login) {
+            return Err(AuthError::Throttled);
+        }
+        let (hash, roles, known) = match self.users.get(login) {
+            Some(e) => (Arc::clone(&e.hash), e.roles.clone(), true),
+            None => (Arc::clone(decoy), Vec::new(), false),
+        };
+        let throttle = Arc::clone(&self.throttle);
+        let name = login.to_owned();
+        let ok = self
+            .verifier
+            .verify(addr, hash, passcode, move |ok| {
+                throttle.record(addr, &name, ok && known);
+            })
             .await
-            .map_err(|_| AuthError)?;
-        let passcode = passcode.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(passcode.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+            .map_err(|_| AuthError::Throttled)?;
         if ok && known {
             Ok(Identity {
                 user: Some(login.to_owned()),
@@ -210,20 +259,20 @@ impl Authenticator {
                 expires_at: None,
             })
         } else {
-            Err(AuthError)
+            Err(AuthError::Failed)
         }
     }
 
     fn verify_jwt(&self, token: &str) -> Result<Identity, AuthError> {
-        let jwt = self.jwt.as_ref().ok_or(AuthError)?;
+        let jwt = self.jwt.as_ref().ok_or(AuthError::Failed)?;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &jwt.key, &jwt.validation)
-            .map_err(|_| AuthError)?;
+            .map_err(|_| AuthError::Failed)?;
         let claims = data.claims;
         let user = claims
             .get(&jwt.user_claim)
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
-            .ok_or(AuthError)?
+            .ok_or(AuthError::Failed)?
             .to_owned();
         let roles = jwt
             .roles_claim
@@ -236,15 +285,12 @@ impl Authenticator {
                     .collect()
             })
             .unwrap_or_default();
-        let expires_at = claims
-            .get("exp")
-            .and_then(|v| v.as_u64())
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+        let expires_at = expiry(claims.get("exp"), jwt.leeway, SystemTime::now())?;
         Ok(Identity {
             user: Some(user),
             roles,
             claims: string_claims(&claims),
-            expires_at,
+            expires_at: Some(expires_at),
         })
     }
 }
@@ -276,8 +322,6 @@ fn string_claims(claims: &serde_json::Value) -> Vec<(String, String)> {
     }
     out
 }
-
-const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$gizEANV2pZfK36o/SJlmzQ$AyHYcOmvDju1b5wF/AYhRxPi49OYs4V7p0O9xbFj4Gc";
 
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -333,16 +377,23 @@ fn load_jwt(cfg: &JwtConfig) -> Result<Jwt, AuthSetupError> {
     };
     let mut validation = Validation::new(algorithm);
     validation.leeway = cfg.leeway_secs;
+    validation.validate_nbf = true;
     validation.validate_aud = cfg.audience.is_some();
+    // A configured issuer or audience is required, not only checked when present.
+    let mut required = vec!["exp"];
     if let Some(aud) = &cfg.audience {
         validation.set_audience(&[aud]);
+        required.push("aud");
     }
     if let Some(iss) = &cfg.issuer {
         validation.set_issuer(&[iss]);
+        required.push("iss");
     }
+    validation.set_required_spec_claims(&required);
     Ok(Jwt {
         key,
         validation,
+        leeway: Duration::from_secs(cfg.leeway_secs),
         user_claim: cfg.user_claim.clone(),
         roles_claim: cfg.roles_claim.clone(),
     })
@@ -361,6 +412,8 @@ mod tests {
         h
     }
 
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[tokio::test]
     async fn static_users_and_anonymous() {
         let cfg = AuthConfig {
@@ -370,34 +423,33 @@ mod tests {
                 password_hash: hash_password("s3cret").unwrap(),
                 roles: vec!["admin".into()],
             }],
-            jwt: None,
+            ..AuthConfig::default()
         };
         let a = Authenticator::from_config(&cfg).unwrap();
         let hs = HandshakeAuth::default();
-        let ok = a
-            .authenticate(&headers(&[("login", "alice"), ("passcode", "s3cret")]), &hs)
-            .await;
+        let login = |l: &'static str, p: &'static str| headers(&[("login", l), ("passcode", p)]);
+        let ok = a.authenticate(&login("alice", "s3cret"), &hs, PEER).await;
         assert_eq!(ok.unwrap().user.as_deref(), Some("alice"));
+        let wrong = a.authenticate(&login("alice", "nope"), &hs, PEER).await;
+        assert_eq!(wrong, Err(AuthError::Failed));
+        let unknown = a.authenticate(&login("bob", "s3cret"), &hs, PEER).await;
+        assert_eq!(unknown, Err(AuthError::Failed));
         assert_eq!(
-            a.authenticate(&headers(&[("login", "alice"), ("passcode", "nope")]), &hs)
-                .await,
-            Err(AuthError)
+            a.password_checks().get(),
+            3,
+            "the unknown login was hashed too"
         );
-        assert_eq!(
-            a.authenticate(&headers(&[("login", "bob"), ("passcode", "s3cret")]), &hs)
-                .await,
-            Err(AuthError)
-        );
-        assert_eq!(a.authenticate(&headers(&[]), &hs).await, Err(AuthError));
+        let none = a.authenticate(&headers(&[]), &hs, PEER).await;
+        assert_eq!(none, Err(AuthError::Failed));
+        assert_eq!(a.password_checks().get(), 3);
     }
-}
 
-#[cfg(test)]
-mod decoy_tests {
-    use super::*;
-
-    #[test]
-    fn the_decoy_hash_parses() {
-        assert!(PasswordHash::new(DECOY_HASH).is_ok());
+    #[tokio::test]
+    async fn without_static_users_a_login_costs_no_hash() {
+        let a = Authenticator::from_config(&AuthConfig::default()).unwrap();
+        let h = headers(&[("login", "x"), ("passcode", "y")]);
+        let r = a.authenticate(&h, &HandshakeAuth::default(), PEER).await;
+        assert!(r.is_err());
+        assert_eq!(a.password_checks().get(), 0);
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::access::{Access, Action};
 use crate::app::{AppRouter, Backend};
 use crate::auth::{AuthSetupError, Authenticator};
+use crate::budget::Budget;
 use crate::cluster::{Cluster, ClusterError, Envelope};
 use crate::config::{Config, DestinationMode, SlowConsumerPolicy};
 use crate::message::{MessageIds, Published};
@@ -38,9 +39,25 @@ pub enum PublishError {
     /// A user destination without a user: `/user/{name}/...` is needed.
     #[error("user destination {0} names no user")]
     NoUser(String),
+    /// The publishing client already holds its share of what queues or histories may hold.
+    #[error("this connection's messages already hold their share of {0} ({1} bytes)")]
+    ShareExceeded(&'static str, usize),
+    /// The access rules (or the presence guard) refuse the publisher this destination.
+    #[error("you may not send to '{0}'")]
+    Denied(String),
     /// Over `stomp.max_destination_length` or `max_destination_segments`.
     #[error(transparent)]
     Limit(#[from] crate::pattern::LimitError),
+}
+
+/// What one client's published messages may hold: its share of all queues' bytes and of all
+/// histories' bytes (`[broker] max_client_share_percent`). Per connection.
+#[derive(Debug, Clone)]
+pub struct Shares {
+    /// Bytes of its messages waiting in queues.
+    pub queues: Arc<Budget>,
+    /// Bytes of its messages held in histories.
+    pub histories: Arc<Budget>,
 }
 
 /// What a publish did.
@@ -84,6 +101,9 @@ pub struct Broker {
     pub histories: crate::history::Histories,
     /// Who is subscribed to destinations with presence.
     pub presence: crate::presence::Presence,
+    /// Bytes all connections hold in transactions, unsettled deliveries and application
+    /// messages (`[broker] sessions_max_bytes`); each connection's budgets sit inside it.
+    pub sessions_budget: Arc<Budget>,
     ids: MessageIds,
     next_conn: AtomicU64,
     /// Every live session's outbox, so shutdown can reach them all.
@@ -115,6 +135,8 @@ impl Broker {
     /// `[[app.routes]]` come after them.
     pub fn with_app(config: Config, app: AppRouter) -> Result<Arc<Self>, SetupError> {
         let auth = Authenticator::from_config(&config.auth)?;
+        let mut metrics = Metrics::new();
+        metrics.register_password_checks(auth.password_checks());
         let cluster = config
             .cluster
             .as_ref()
@@ -133,7 +155,15 @@ impl Broker {
             Access::deny_all()
         });
         let registry = Registry::new(router.separator());
-        let queues = Queues::new(config.broker.max_pending_total);
+        let b = &config.broker;
+        let queues = Queues::new(
+            b.max_pending_total,
+            b.max_pending_total_bytes,
+            b.share_of(b.max_pending_total_bytes),
+        );
+        let histories =
+            crate::history::Histories::new(b.history_max_bytes, b.share_of(b.history_max_bytes));
+        let sessions_budget = Budget::new(b.sessions_max_bytes, None);
         // Validation already compiled every route path, so this cannot fail.
         let app = app.clone().with_config_routes(&config).unwrap_or(app);
         let backend = Backend::new(std::time::Duration::from_millis(
@@ -148,7 +178,8 @@ impl Broker {
             access,
             admission,
             sockjs: crate::sockjs::Sessions::default(),
-            histories: crate::history::Histories::new(config.broker.history_max_bytes),
+            histories,
+            sessions_budget,
             presence: crate::presence::Presence::default(),
             app,
             backend,
@@ -156,7 +187,7 @@ impl Broker {
             router,
             registry,
             queues,
-            metrics: Metrics::new(),
+            metrics,
             ids,
             cluster,
             next_conn: AtomicU64::new(1),
@@ -207,6 +238,51 @@ impl Broker {
         self.ids.next()
     }
 
+    /// A new connection's shares of queue and history storage.
+    pub fn shares(&self) -> Shares {
+        let b = &self.config.broker;
+        Shares {
+            queues: Budget::new(b.client_share_of(b.max_pending_total_bytes), None),
+            histories: Budget::new(b.client_share_of(b.history_max_bytes), None),
+        }
+    }
+
+    /// A new connection's budget for one kind of what it holds, inside the budget of all
+    /// connections.
+    pub fn session_budget(&self, limit: usize) -> Arc<Budget> {
+        Budget::new(limit, Some(Arc::clone(&self.sessions_budget)))
+    }
+
+    /// Runs `sweep` periodically (a quarter of `idle_expiry_ms`, at most every minute) until
+    /// shutdown.
+    pub async fn janitor(self: Arc<Self>) {
+        let every = std::time::Duration::from_millis(self.config.broker.idle_expiry_ms / 4).clamp(
+            std::time::Duration::from_millis(250),
+            std::time::Duration::from_secs(60),
+        );
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => self.sweep(),
+            }
+        }
+    }
+
+    /// Forgets queues and histories idle for longer than `idle_expiry_ms`, with what they
+    /// hold, and restores the storage budgets. Run by a periodic task.
+    pub fn sweep(&self) {
+        let cutoff = crate::history::now_ms().saturating_sub(self.config.broker.idle_expiry_ms);
+        let expired = self.queues.expire(cutoff);
+        self.metrics.dropped(DropReason::Expired, expired as u64);
+        self.histories.expire(cutoff);
+        self.metrics
+            .dropped(DropReason::Evicted, self.queues.enforce() as u64);
+        self.histories.enforce();
+        self.metrics.queued.set(self.queues.total_pending() as i64);
+    }
+
     /// Publishes a message to a broker destination or to a user destination
     /// (`/user/{name}/queue/x`), as a client SEND does.
     pub fn publish(
@@ -216,8 +292,13 @@ impl Broker {
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
         self.router.check_limits(destination)?;
-        let outcome =
-            self.publish_routed(self.router.route(destination), destination, headers, body)?;
+        let outcome = self.publish_routed(
+            self.router.route(destination),
+            destination,
+            headers,
+            body,
+            None,
+        )?;
         self.metrics.published.inc();
         self.metrics.delivered.inc_by(outcome.delivered as u64);
         Ok(outcome)
@@ -233,8 +314,9 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
         counters: &mut LocalCounters,
+        shares: &Shares,
     ) -> Result<PublishOutcome, PublishError> {
-        let outcome = self.publish_routed(route, destination, headers, body)?;
+        let outcome = self.publish_routed(route, destination, headers, body, Some(shares))?;
         counters.published(outcome.delivered);
         Ok(outcome)
     }
@@ -245,6 +327,7 @@ impl Broker {
         destination: &str,
         headers: &Headers,
         body: Bytes,
+        shares: Option<&Shares>,
     ) -> Result<PublishOutcome, PublishError> {
         let rule = match route {
             Route::Broker(rule) => rule,
@@ -300,11 +383,17 @@ impl Broker {
         if rule.mode == DestinationMode::Broadcast && rule.keep.any() {
             // Ids from the destination's own sequence, recorded and delivered in one step.
             let history = self.histories.get_or_create(destination, rule.keep);
-            return Ok(history.publish(|id| {
-                let msg = Arc::new(Published::from_send(destination, id, headers, body));
-                let outcome = self.fan_out(destination, &msg, rule.slow_consumer);
-                (msg, outcome)
-            }));
+            // The size it will pin, known before the id (which is a few bytes) is chosen.
+            let size = body.len() + headers_size(headers) + crate::message::MESSAGE_OVERHEAD;
+            let outcome = history
+                .publish(shares.map(|s| &s.histories), size, |id| {
+                    let msg = Arc::new(Published::from_send(destination, id, headers, body));
+                    let outcome = self.fan_out(destination, &msg, rule.slow_consumer);
+                    (msg, outcome)
+                })
+                .map_err(|_| PublishError::ShareExceeded("histories", self.histories_share()))?;
+            self.histories.enforce();
+            return Ok(outcome);
         }
         let id = self.ids.next_id();
         // For the cluster link (a reference count, not a copy).
@@ -341,9 +430,17 @@ impl Broker {
             }
             DestinationMode::Queue => {
                 let q = self.queues.get_or_create(destination, rule.max_pending);
-                let o = q.publish(msg);
+                let o = q.publish(msg, shares.map(|s| &s.queues)).map_err(|_| {
+                    let b = &self.config.broker;
+                    PublishError::ShareExceeded(
+                        "queues",
+                        b.client_share_of(b.max_pending_total_bytes),
+                    )
+                })?;
                 self.metrics
                     .dropped(DropReason::QueueFull, o.dropped as u64);
+                self.metrics
+                    .dropped(DropReason::Evicted, self.queues.enforce() as u64);
                 self.metrics.queued.set(self.queues.total_pending() as i64);
                 PublishOutcome {
                     delivered: o.delivered,
@@ -370,6 +467,11 @@ impl Broker {
         Ok(outcome)
     }
 
+    fn histories_share(&self) -> usize {
+        let b = &self.config.broker;
+        b.client_share_of(b.history_max_bytes)
+    }
+
     /// Counts a subscription in or out of `destination`'s presence and announces the change
     /// on its companion destination.
     pub(crate) fn announce_presence(&self, destination: &str, user: Option<&str>, joined: bool) {
@@ -389,6 +491,20 @@ impl Broker {
             h.push("content-type", "application/json");
             let _ = self.publish(&companion, &h, Bytes::from(event));
         });
+    }
+
+    /// Whether `who` may subscribe to `destination`: the access rules for it, and for a
+    /// presence companion also for the destination it reports on (who is in a room is as
+    /// private as the room, whatever rules the companion's own name matches).
+    pub(crate) fn may_subscribe(
+        &self,
+        destination: &str,
+        who: Option<&crate::auth::Identity>,
+    ) -> bool {
+        self.access.allows(Action::Subscribe, destination, who)
+            && self
+                .presence_base(destination)
+                .is_none_or(|base| self.access.allows(Action::Subscribe, base, who))
     }
 
     /// The destination `destination` reports presence for, when it is a companion
@@ -562,9 +678,7 @@ impl Broker {
         let mut outcome = PublishOutcome::default();
         self.registry.for_each_match_in(destination, which, |sub| {
             if let Some(who) = &sub.guard
-                && !self
-                    .access
-                    .allows(Action::Subscribe, destination, Some(who))
+                && !self.may_subscribe(destination, Some(who))
             {
                 return;
             }
@@ -604,6 +718,15 @@ impl Broker {
             .dropped(DropReason::SlowConsumer, outcome.dropped as u64);
         outcome
     }
+}
+
+/// Bytes of a SEND's headers, an upper bound of what they add to a prepared message.
+fn headers_size(headers: &Headers) -> usize {
+    headers
+        .as_slice()
+        .iter()
+        .map(|(n, v)| 3 * (n.len() + v.len() + 2))
+        .sum()
 }
 
 /// Who a user destination belongs to.
@@ -658,23 +781,36 @@ pub fn split_user(rest: &str) -> Option<(String, &str)> {
     Some((name.replace("%2F", "/").replace("%2f", "/"), dest))
 }
 
-fn deliver_with_credit(
+/// Queues one delivery that the subscriber's session encodes (it carries an ack id, a mark, or
+/// both), within the outbox's bounds; one that waits for an ACK also within the subscription's
+/// prefetch window and the connection's unsettled bytes. `Full` when any of them is reached.
+pub(crate) fn deliver_with_credit(
     sub: &Subscriber,
     msg: &Arc<Published>,
     mark: crate::outbox::Mark,
 ) -> Result<(), PushError> {
     let credit = sub.credit.as_ref();
-    if let Some(c) = credit
-        && !c.try_take()
-    {
-        return Err(PushError::Full);
-    }
+    let charge = match credit {
+        Some(c) => {
+            let charge = sub
+                .outbox
+                .unsettled
+                .try_charge(msg.memory_size())
+                .ok_or(PushError::Full)?;
+            if !c.try_take() {
+                return Err(PushError::Full);
+            }
+            Some(charge)
+        }
+        None => None,
+    };
     let item = Outbound::Deliver(Delivery {
         key: sub.key,
         msg: Arc::clone(msg),
         redelivered: false,
         queue: None,
         mark,
+        charge,
     });
     let r = sub.outbox.push(item, msg.size_hint());
     if r.is_err()

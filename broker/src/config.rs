@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::pattern::{Pattern, PatternError};
 
+mod auth_limits;
+pub use auth_limits::{ThrottleConfig, VerifyConfig};
+
 /// The documented default configuration, embedded so `stompbox print-config` can print it.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../broker.toml");
 
@@ -286,6 +289,8 @@ pub struct AppConfig {
     /// Application messages of one connection waiting for their handler; beyond it the sender
     /// gets an error on its errors destination.
     pub max_pending: usize,
+    /// Bytes those waiting messages may hold (headers and body), likewise.
+    pub max_pending_bytes: usize,
     /// Routes declared in the configuration.
     pub routes: Vec<AppRoute>,
 }
@@ -298,6 +303,7 @@ impl Default for AppConfig {
             errors_destination: "/queue/errors".to_owned(),
             backend_timeout_ms: 5_000,
             max_pending: 64,
+            max_pending_bytes: 1024 * 1024,
             routes: Vec::new(),
         }
     }
@@ -368,6 +374,10 @@ pub struct AuthConfig {
     pub users: Vec<StaticUser>,
     /// JSON Web Tokens.
     pub jwt: Option<JwtConfig>,
+    /// `[auth.verify]`: password verification's concurrency, queue and memory.
+    pub verify: VerifyConfig,
+    /// `[auth.throttle]`: failed password logins per address and per user name.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for AuthConfig {
@@ -376,6 +386,8 @@ impl Default for AuthConfig {
             allow_anonymous: true,
             users: Vec::new(),
             jwt: None,
+            verify: VerifyConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -556,8 +568,13 @@ pub struct StompConfig {
     pub max_transactions: usize,
     /// Frames (SEND, ACK, NACK) one transaction may hold.
     pub max_transaction_frames: usize,
-    /// Body bytes one transaction may hold.
+    /// Bytes all open transactions of one connection may hold together, each frame charged
+    /// at its real size (command, headers and body).
     pub max_transaction_bytes: usize,
+    /// Bytes of messages one connection may hold unsettled: delivered and waiting for its
+    /// ACK, or handed to it by a queue and not yet written. Past it, deliveries that need it
+    /// wait (queues) or count as slow-consumer drops (broadcast).
+    pub max_unacked_bytes: usize,
     /// Time a frame may take from its first byte to its last; a client that starts a frame
     /// and trickles the rest gets ERROR. 0 means no limit.
     pub frame_timeout_ms: u64,
@@ -582,7 +599,8 @@ impl Default for StompConfig {
             max_unacked: 1_000,
             max_transactions: 16,
             max_transaction_frames: 1_000,
-            max_transaction_bytes: 4 * 1024 * 1024,
+            max_transaction_bytes: 2 * 1024 * 1024,
+            max_unacked_bytes: 2 * 1024 * 1024,
             frame_timeout_ms: 60_000,
             max_destination_length: 1_024,
             max_destination_segments: 32,
@@ -604,7 +622,7 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
             max_messages: 1_024,
-            max_bytes: 4 * 1024 * 1024,
+            max_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -647,8 +665,39 @@ pub struct BrokerConfig {
     pub max_pending: usize,
     /// Bound of messages held by all queue-mode destinations together.
     pub max_pending_total: usize,
-    /// Bytes all destinations' histories may hold together.
+    /// Bytes all queue-mode destinations may hold together (messages at the size they pin,
+    /// and each queue's own overhead). Past it the least recently used queues lose their
+    /// oldest messages first.
+    pub max_pending_total_bytes: usize,
+    /// Bytes all destinations' histories may hold together. Past it the least recently used
+    /// destinations lose their oldest messages first.
     pub history_max_bytes: usize,
+    /// The most one destination may hold of `max_pending_total_bytes` and of
+    /// `history_max_bytes`, in percent (past it, it drops its own oldest messages).
+    pub max_share_percent: u8,
+    /// The most one connection's published messages may hold of each, in percent (past it,
+    /// its SENDs there are refused). Above `max_share_percent`, so a client publishing to one
+    /// destination meets that destination's share (which drops the oldest) first.
+    pub max_client_share_percent: u8,
+    /// A queue or history that nobody consumes and nobody publishes to for this long is
+    /// forgotten with what it holds (counted as dropped, `reason="expired"`).
+    pub idle_expiry_ms: u64,
+    /// Bytes all connections together may hold in open transactions, unsettled deliveries
+    /// and application messages waiting for their handler. Past it such frames are refused
+    /// (ERROR) and deliveries wait, as at a connection's own limit.
+    pub sessions_max_bytes: usize,
+}
+
+impl BrokerConfig {
+    /// `max_share_percent` of `total`: what one destination may hold.
+    pub fn share_of(&self, total: usize) -> usize {
+        (total / 100).saturating_mul(usize::from(self.max_share_percent))
+    }
+
+    /// `max_client_share_percent` of `total`: what one connection's messages may hold.
+    pub fn client_share_of(&self, total: usize) -> usize {
+        (total / 100).saturating_mul(usize::from(self.max_client_share_percent))
+    }
 }
 
 impl Default for BrokerConfig {
@@ -659,7 +708,12 @@ impl Default for BrokerConfig {
             slow_consumer: SlowConsumerPolicy::Drop,
             max_pending: 10_000,
             max_pending_total: 1_000_000,
+            max_pending_total_bytes: 64 * 1024 * 1024,
             history_max_bytes: 64 * 1024 * 1024,
+            max_share_percent: 25,
+            max_client_share_percent: 50,
+            idle_expiry_ms: 86_400_000,
+            sessions_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -767,6 +821,31 @@ impl Config {
         }
         if self.stomp.max_unacked == 0 {
             return invalid("stomp.max_unacked must be at least 1".into());
+        }
+        if self.stomp.max_unacked_bytes < self.stomp.max_frame_size
+            || self.stomp.max_transaction_bytes < self.stomp.max_frame_size
+            || self.app.max_pending_bytes < self.stomp.max_frame_size
+        {
+            return invalid(
+                "stomp.max_unacked_bytes, stomp.max_transaction_bytes and app.max_pending_bytes must be at least stomp.max_frame_size"
+                    .into(),
+            );
+        }
+        if !(1..=100).contains(&self.broker.max_share_percent)
+            || !(1..=100).contains(&self.broker.max_client_share_percent)
+        {
+            return invalid(
+                "broker.max_share_percent and broker.max_client_share_percent must be between 1 and 100"
+                    .into(),
+            );
+        }
+        if self.broker.idle_expiry_ms < 1_000 {
+            return invalid("broker.idle_expiry_ms must be at least 1000".into());
+        }
+        if self.broker.sessions_max_bytes < self.stomp.max_unacked_bytes {
+            return invalid(
+                "broker.sessions_max_bytes must be at least stomp.max_unacked_bytes".into(),
+            );
         }
         if self.outbox.max_messages == 0 || self.outbox.max_bytes < self.stomp.max_frame_size {
             return invalid(
@@ -911,6 +990,7 @@ impl Config {
         if self.rate_limit.burst_secs == 0 {
             return invalid("rate_limit.burst_secs must be at least 1".into());
         }
+        auth_limits::validate(&self.auth).map_err(ConfigError::Invalid)?;
         if let Some(jwt) = &self.auth.jwt {
             match jwt.algorithm.as_str() {
                 "HS256" if jwt.secret_env.is_some() || jwt.secret_file.is_some() => {}

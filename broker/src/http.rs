@@ -107,6 +107,12 @@ async fn route(
                 broker.cluster.as_ref().is_some_and(|c| c.is_up()),
             ));
             broker.metrics.history(&broker.histories.totals);
+            let m = &broker.metrics;
+            m.queued_bytes.set(broker.queues.bytes() as i64);
+            m.queue_destinations.set(broker.queues.len() as i64);
+            m.history_destinations.set(broker.histories.len() as i64);
+            m.session_held_bytes
+                .set(broker.sessions_budget.used() as i64);
             let mut r = Response::new(full(Bytes::from(broker.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -18,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod broker;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod cluster;

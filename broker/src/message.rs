@@ -21,6 +21,10 @@ const NOT_PASSED_THROUGH: &[&str] = &[
     "redelivered",
 ];
 
+/// What one message costs beyond its bytes (the `Arc`, the prepared message's fields, the
+/// allocators' headers), for budgets.
+pub const MESSAGE_OVERHEAD: usize = 256;
+
 /// A message on its way to subscribers. Built once per publish and shared through `Arc`.
 #[derive(Debug)]
 pub struct Published {
@@ -81,6 +85,19 @@ impl Published {
     /// Size to account for in an outbox before encoding.
     pub fn size_hint(&self) -> usize {
         self.prepared.encoded_len(&WireDelivery::default()) + 64
+    }
+
+    /// The memory the message pins, an upper bound for budgets: the header block in up to
+    /// three escapings (1.2, and 1.1 and 1.0 built when such a subscriber needs them; an
+    /// unescaped copy when something needed escaping counts as one), the body, and a fixed
+    /// allowance for the `Arc`, the allocations' headers and the bookkeeping around it.
+    pub fn memory_size(&self) -> usize {
+        let body = self.prepared.body().len();
+        let head = self
+            .prepared
+            .encoded_len(&WireDelivery::default())
+            .saturating_sub(body);
+        body + 3 * head + MESSAGE_OVERHEAD
     }
 }
 

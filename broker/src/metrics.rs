@@ -31,17 +31,29 @@ struct TransportLabel {
 pub enum DropReason {
     /// The subscriber's outbox or prefetch window was full.
     SlowConsumer,
-    /// A queue-mode destination was over `max_pending`.
+    /// A queue-mode destination was over `max_pending` or its share of the queues' bytes.
     QueueFull,
+    /// All queues together were over `max_pending_total_bytes`: the least recently used lost
+    /// their oldest messages.
+    Evicted,
+    /// A queue idle for `idle_expiry_ms` was forgotten with its messages.
+    Expired,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 2] = [DropReason::SlowConsumer, DropReason::QueueFull];
+    const ALL: [DropReason; 4] = [
+        DropReason::SlowConsumer,
+        DropReason::QueueFull,
+        DropReason::Evicted,
+        DropReason::Expired,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             DropReason::SlowConsumer => "slow_consumer",
             DropReason::QueueFull => "queue_full",
+            DropReason::Evicted => "evicted",
+            DropReason::Expired => "expired",
         }
     }
 }
@@ -61,6 +73,9 @@ pub enum CloseReason {
     ConnectTimeout,
     /// Credentials refused.
     AuthFailed,
+    /// Credentials refused without being checked: over a failure budget, or password
+    /// verification busy.
+    AuthThrottled,
     /// The connection's token expired.
     TokenExpired,
     /// A SUBSCRIBE or SEND the access rules refuse.
@@ -74,13 +89,14 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 11] = [
+    const ALL: [CloseReason; 12] = [
         CloseReason::ProtocolError,
         CloseReason::HeartbeatTimeout,
         CloseReason::SlowConsumer,
         CloseReason::WriteTimeout,
         CloseReason::ConnectTimeout,
         CloseReason::AuthFailed,
+        CloseReason::AuthThrottled,
         CloseReason::TokenExpired,
         CloseReason::AccessDenied,
         CloseReason::RateLimited,
@@ -96,6 +112,7 @@ impl CloseReason {
             CloseReason::WriteTimeout => "write_timeout",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::AuthFailed => "auth_failed",
+            CloseReason::AuthThrottled => "auth_throttled",
             CloseReason::TokenExpired => "token_expired",
             CloseReason::AccessDenied => "access_denied",
             CloseReason::RateLimited => "rate_limited",
@@ -164,6 +181,14 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Messages waiting in queue-mode destinations.
     pub queued: Gauge,
+    /// Bytes charged to queues.
+    pub queued_bytes: Gauge,
+    /// Queue-mode destinations that exist.
+    pub queue_destinations: Gauge,
+    /// Destinations with a history.
+    pub history_destinations: Gauge,
+    /// Bytes held by sessions (transactions, unacknowledged, application messages).
+    pub session_held_bytes: Gauge,
     /// SENDs to application destinations that no route handles.
     pub app_unhandled: Counter,
     /// Application messages refused because the connection's handler queue was full.
@@ -181,6 +206,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Registers the count of argon2 password verifications run (kept by the authenticator).
+    pub fn register_password_checks(
+        &mut self,
+        checks: prometheus_client::metrics::counter::Counter,
+    ) {
+        self.registry.register(
+            "auth_password_checks",
+            "Password verifications (argon2 hashes) run",
+            checks,
+        );
+    }
+
     /// Registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("stompbox");
@@ -277,6 +314,30 @@ impl Metrics {
             "queued_messages",
             "Messages waiting in queue-mode destinations",
             queued.clone(),
+        );
+        let queued_bytes = Gauge::default();
+        registry.register(
+            "queued_bytes",
+            "Bytes charged to queue-mode destinations: waiting messages at the size they pin, and each queue's overhead (bounded by broker.max_pending_total_bytes)",
+            queued_bytes.clone(),
+        );
+        let queue_destinations = Gauge::default();
+        registry.register(
+            "queue_destinations",
+            "Queue-mode destinations that exist (forgotten when idle, see broker.idle_expiry_ms)",
+            queue_destinations.clone(),
+        );
+        let history_destinations = Gauge::default();
+        registry.register(
+            "history_destinations",
+            "Destinations with a history or retained value",
+            history_destinations.clone(),
+        );
+        let session_held_bytes = Gauge::default();
+        registry.register(
+            "session_held_bytes",
+            "Bytes connections hold in transactions, unacknowledged deliveries and application messages (bounded by broker.sessions_max_bytes)",
+            session_held_bytes.clone(),
         );
         let app_unhandled = Counter::default();
         registry.register(
@@ -380,6 +441,10 @@ impl Metrics {
             bytes_in,
             bytes_out,
             queued,
+            queued_bytes,
+            queue_destinations,
+            history_destinations,
+            session_held_bytes,
         }
     }
 
@@ -387,7 +452,7 @@ impl Metrics {
     pub fn history(&self, t: &crate::history::Totals) {
         use std::sync::atomic::Ordering::Relaxed;
         self.history_messages.set(t.messages.load(Relaxed) as i64);
-        self.history_bytes.set(t.bytes.load(Relaxed) as i64);
+        self.history_bytes.set(t.budget.used() as i64);
         let evicted = t.evicted.load(Relaxed);
         let seen = self.history_evicted_seen.swap(evicted, Relaxed);
         self.history_evicted.inc_by(evicted.saturating_sub(seen));

@@ -8,11 +8,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+use crate::budget::{Budget, Charge};
 use crate::message::Published;
 use crate::queue::Queue;
 use crate::wire::WireFrame;
@@ -40,6 +41,9 @@ pub struct Delivery {
     pub queue: Option<Arc<Queue>>,
     /// A header this delivery carries beyond the message's own.
     pub mark: Mark,
+    /// The message's bytes in the connection's unsettled budget, for a delivery that waits for
+    /// an ACK (or, from a queue, for its write): released when it is settled.
+    pub charge: Option<Charge>,
 }
 
 /// What a delivery says about itself.
@@ -90,18 +94,43 @@ pub struct Outbox {
     waker: AtomicWaker,
     max_messages: usize,
     max_bytes: usize,
+    /// Bytes of messages handed to this connection that wait to be settled (acknowledged, or
+    /// written for an auto-ack queue consumer): `[stomp] max_unacked_bytes`, inside the budget
+    /// of all connections. Deliveries that need it stop (queues hold them, broadcast treats
+    /// the subscriber as slow) until acknowledgements give bytes back.
+    pub unsettled: Arc<Budget>,
+    /// Set when a queue passed this connection over for want of unsettled bytes: its session
+    /// asks its queues to dispatch again once it has some back.
+    starved: AtomicBool,
 }
 
 impl Outbox {
-    /// An empty outbox with the given bounds.
+    /// An empty outbox with the given bounds and no bound on unsettled bytes.
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self::with_budget(max_messages, max_bytes, Budget::new(usize::MAX, None))
+    }
+
+    /// An empty outbox with the given bounds and unsettled-bytes budget.
+    pub fn with_budget(max_messages: usize, max_bytes: usize, unsettled: Arc<Budget>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             signal: AtomicU8::new(0),
             waker: AtomicWaker::new(),
             max_messages,
             max_bytes,
+            unsettled,
+            starved: AtomicBool::new(false),
         }
+    }
+
+    /// Notes that a queue passed this connection over for want of unsettled bytes.
+    pub fn starve(&self) {
+        self.starved.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a queue passed this connection over since the last call.
+    pub fn take_starved(&self) -> bool {
+        self.starved.load(Ordering::Relaxed) && self.starved.swap(false, Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,8 +144,9 @@ impl Outbox {
         self.push_inner(item, size, true)
     }
 
-    /// Queues `item` whatever the bounds. Only for deliveries already bounded elsewhere, by a
-    /// queue consumer's credit: a queue must be able to hand over what it has promised.
+    /// Queues `item` whatever the bounds. Only for deliveries already bounded elsewhere (a
+    /// queue consumer's credit and unsettled bytes, a RECEIPT): a queue must be able to hand
+    /// over what it has promised.
     pub fn push_credited(&self, item: Outbound, size: usize) -> Result<(), PushError> {
         self.push_inner(item, size, false)
     }

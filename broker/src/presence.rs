@@ -129,14 +129,10 @@ impl Presence {
         }
     }
 
-    /// Runs `register` and hands the current snapshot to `deliver`, under the destination's
-    /// lock (a companion subscriber misses no change and sees none twice).
-    pub fn snapshot(
-        &self,
-        destination: &str,
-        register: impl FnOnce(),
-        deliver: impl FnOnce(String),
-    ) {
+    /// Hands the current snapshot to `deliver`, which delivers it and registers the
+    /// subscriber (or, when it cannot deliver it now, does neither and returns `false`), under
+    /// the destination's lock: a companion subscriber misses no change and sees none twice.
+    pub fn snapshot(&self, destination: &str, deliver: impl FnOnce(String) -> bool) -> bool {
         // Inside the map's entry (created empty if need be, and dropped again when it stays
         // empty), so no change interleaves with the registration and the snapshot.
         let entry = match self.map.entry(destination.into()) {
@@ -145,9 +141,8 @@ impl Presence {
         };
         let members = Arc::clone(entry.get());
         let m = members.lock().unwrap_or_else(|p| p.into_inner());
-        register();
         let list = member_list(&m);
-        deliver(
+        let done = deliver(
             serde_json::json!({
                 "type": "snapshot",
                 "destination": destination,
@@ -161,6 +156,7 @@ impl Presence {
         if empty {
             drop(entry.remove());
         }
+        done
     }
 }
 
@@ -195,7 +191,10 @@ mod tests {
         p.change("/t", Some("alice"), true, |e, _| events.push(e));
         p.change("/t", None, true, |e, _| events.push(e));
         let mut snap = String::new();
-        p.snapshot("/t", || {}, |s| snap = s);
+        p.snapshot("/t", |s| {
+            snap = s;
+            true
+        });
         let v: serde_json::Value = serde_json::from_str(&snap).unwrap();
         assert_eq!(v["members"][0]["user"], "alice");
         assert_eq!(v["members"][0]["sessions"], 2);

@@ -5,22 +5,48 @@
 //! write to the socket) gives it back, so a queue never hands a consumer more than it may hold.
 //! Messages wait in the queue, up to `max_pending`, while no consumer has credit; a NACK or a
 //! consumer's disconnect puts its unacknowledged messages back at the front, marked redelivered.
+//!
+//! Memory: each waiting message is charged at the size it pins (`Published::memory_size`) to
+//! its queue's budget (at most `max_share_percent` of the total; past it the queue drops its
+//! own oldest), inside the budget of all queues (`max_pending_total_bytes`; past it the least
+//! recently used queues lose their oldest first, see `Queues::enforce`), and to the publishing
+//! client's share, which refuses the publish when full. Each queue itself is charged a fixed
+//! overhead, and a queue nobody consumes or publishes to for `idle_expiry_ms` is forgotten.
+//! A message handed to a consumer leaves these budgets for the consumer connection's
+//! unsettled bytes, which bound what one consumer may hold unacknowledged.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
+use crate::budget::{Budget, Charge};
 use crate::message::Published;
 use crate::outbox::{Delivery, Outbound, Outbox, PushError};
 use crate::registry::ConnId;
+
+/// What a queue costs besides its messages (its map entry, lock, deques, notifier), charged
+/// to the budget of all queues while it exists.
+pub const QUEUE_OVERHEAD: usize = 1024;
 
 #[derive(Debug)]
 struct Pending {
     msg: Arc<Published>,
     redelivered: bool,
+    /// Its bytes in the queue's (and all queues') budget.
+    _charge: Charge,
+    /// Its bytes in the publishing client's share.
+    _owner: Option<Charge>,
+}
+
+/// Why a message was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The publishing client already holds its share of all queues.
+    #[error("queue share exceeded")]
+    ShareExceeded,
 }
 
 #[derive(Debug)]
@@ -55,6 +81,12 @@ pub struct Queue {
     max_pending: usize,
     total_pending: Arc<AtomicUsize>,
     max_total: usize,
+    /// This queue's bytes, inside the budget of all queues.
+    budget: Arc<Budget>,
+    /// Its own overhead in the budget of all queues.
+    _overhead: Charge,
+    /// When it was last published to or consumed from (ms since the epoch).
+    last_used: AtomicU64,
     /// Signalled when consumers gain credit (the cluster's stream reader waits on it).
     credit: Notify,
 }
@@ -74,27 +106,54 @@ impl Queue {
         self.lock().pending.len()
     }
 
-    /// Enqueues a message and dispatches what can be dispatched.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Published>) -> QueueOutcome {
-        self.publish_with(msg, false)
+    /// Enqueues a message and dispatches what can be dispatched. `owner` is the publishing
+    /// client's share, which refuses the message when full.
+    pub fn publish(
+        self: &Arc<Self>,
+        msg: Arc<Published>,
+        owner: Option<&Arc<Budget>>,
+    ) -> Result<QueueOutcome, QueueError> {
+        let owner = match owner {
+            Some(b) => Some(
+                b.try_charge(msg.memory_size())
+                    .ok_or(QueueError::ShareExceeded)?,
+            ),
+            None => None,
+        };
+        Ok(self.publish_with(msg, false, owner))
     }
 
     /// Enqueues a message read from the cluster's stream (`redelivered` when it was claimed
     /// from another node).
     pub fn publish_from_stream(self: &Arc<Self>, msg: Arc<Published>, redelivered: bool) {
-        self.publish_with(msg, redelivered);
+        self.publish_with(msg, redelivered, None);
     }
 
-    fn publish_with(self: &Arc<Self>, msg: Arc<Published>, redelivered: bool) -> QueueOutcome {
+    fn publish_with(
+        self: &Arc<Self>,
+        msg: Arc<Published>,
+        redelivered: bool,
+        owner: Option<Charge>,
+    ) -> QueueOutcome {
+        self.touch();
         let mut st = self.lock();
         let mut dropped = 0;
-        st.pending.push_back(Pending { msg, redelivered });
+        // Forced: this queue's share and the count bounds are restored just below, the total
+        // over all queues by `Queues::enforce` (which takes other queues' locks).
+        let charge = self.budget.force_charge(msg.memory_size());
+        st.pending.push_back(Pending {
+            msg,
+            redelivered,
+            _charge: charge,
+            _owner: owner,
+        });
         self.total_pending.fetch_add(1, Ordering::Relaxed);
-        // Over this queue's bound, or over the bound of all queues together (so creating many
-        // queue destinations cannot grow memory without end): the oldest go first.
+        // Over this queue's bound or share, or over the count of all queues together: the
+        // oldest go first.
         while st.pending.len() > self.max_pending
-            || (self.total_pending.load(Ordering::Relaxed) > self.max_total
-                && !st.pending.is_empty())
+            || (!st.pending.is_empty()
+                && (self.total_pending.load(Ordering::Relaxed) > self.max_total
+                    || self.budget.over()))
         {
             st.pending.pop_front();
             self.total_pending.fetch_sub(1, Ordering::Relaxed);
@@ -102,6 +161,23 @@ impl Queue {
         }
         let delivered = self.dispatch(&mut st);
         QueueOutcome { delivered, dropped }
+    }
+
+    fn touch(&self) {
+        self.last_used
+            .store(crate::history::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Drops oldest waiting messages until all queues are within `target` bytes or this one
+    /// is empty. Returns how many it dropped.
+    fn shed(&self, all: &Budget, target: usize) -> usize {
+        let mut st = self.lock();
+        let mut n = 0;
+        while all.used() > target && st.pending.pop_front().is_some() {
+            n += 1;
+        }
+        self.total_pending.fetch_sub(n, Ordering::Relaxed);
+        n
     }
 
     /// Registers a consumer with `prefetch` credit.
@@ -112,6 +188,7 @@ impl Queue {
         outbox: Arc<Outbox>,
         prefetch: u32,
     ) {
+        self.touch();
         let mut st = self.lock();
         st.consumers.push(Consumer {
             conn,
@@ -173,42 +250,65 @@ impl Queue {
         self.total_pending.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Puts messages back at the front, in their original order, marked redelivered.
+    /// Puts messages back at the front, in their original order, marked redelivered. They
+    /// were accepted once, so they are charged whatever the budgets (eviction follows).
     pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = Arc<Published>>) {
         let mut st = self.lock();
         for msg in msgs.rev() {
+            let charge = self.budget.force_charge(msg.memory_size());
             st.pending.push_front(Pending {
                 msg,
                 redelivered: true,
+                _charge: charge,
+                _owner: None,
             });
             self.total_pending.fetch_add(1, Ordering::Relaxed);
         }
         self.dispatch(&mut st);
     }
 
-    /// Hands pending messages to consumers with credit, round robin. Returns how many went.
+    /// Hands pending messages to consumers with credit and unsettled bytes left, round
+    /// robin. Returns how many went.
     fn dispatch(self: &Arc<Self>, st: &mut State) -> usize {
         let mut delivered = 0;
-        while !st.pending.is_empty() && !st.consumers.is_empty() {
+        while let Some(front) = st.pending.front() {
             let n = st.consumers.len();
+            if n == 0 {
+                break;
+            }
+            let size = front.msg.memory_size();
             let start = st.next % n;
-            let Some(offset) = (0..n).find(|i| st.consumers[(start + i) % n].credit > 0) else {
+            let mut chosen = None;
+            for i in 0..n {
+                let c = &st.consumers[(start + i) % n];
+                if c.credit == 0 {
+                    continue;
+                }
+                match c.outbox.unsettled.try_charge(size) {
+                    Some(charge) => {
+                        chosen = Some(((start + i) % n, charge));
+                        break;
+                    }
+                    // Its session asks again once acknowledgements give bytes back.
+                    None => c.outbox.starve(),
+                }
+            }
+            let Some((idx, charge)) = chosen else {
                 break;
             };
-            let idx = (start + offset) % n;
             let Some(p) = st.pending.pop_front() else {
                 break;
             };
             let consumer = &mut st.consumers[idx];
-            let size = p.msg.size_hint();
             let item = Outbound::Deliver(Delivery {
                 key: consumer.key,
                 msg: Arc::clone(&p.msg),
                 redelivered: p.redelivered,
                 queue: Some(Arc::clone(self)),
                 mark: crate::outbox::Mark::None,
+                charge: Some(charge),
             });
-            match consumer.outbox.push_credited(item, size) {
+            match consumer.outbox.push_credited(item, p.msg.size_hint()) {
                 Ok(()) => {
                     consumer.credit -= 1;
                     st.next = idx + 1;
@@ -225,9 +325,20 @@ impl Queue {
         delivered
     }
 
+    /// Dispatches again: a consumer may have unsettled bytes back.
+    pub fn kick(self: &Arc<Self>) {
+        let mut st = self.lock();
+        self.dispatch(&mut st);
+    }
+
     fn is_idle(&self) -> bool {
         let st = self.lock();
         st.pending.is_empty() && st.consumers.is_empty()
+    }
+
+    /// Whether nobody consumes it and it was last used before `cutoff` (ms).
+    fn expired(&self, cutoff: u64) -> bool {
+        self.last_used.load(Ordering::Relaxed) < cutoff && self.lock().consumers.is_empty()
     }
 }
 
@@ -237,15 +348,22 @@ pub struct Queues {
     map: DashMap<Box<str>, Arc<Queue>>,
     total_pending: Arc<AtomicUsize>,
     max_total: usize,
+    /// Bytes of all queues: their messages and their overhead.
+    budget: Arc<Budget>,
+    /// Bytes one queue may hold.
+    share: usize,
 }
 
 impl Queues {
-    /// No queues yet; all of them together hold at most `max_total` pending messages.
-    pub fn new(max_total: usize) -> Self {
+    /// No queues yet; all of them together hold at most `max_total` pending messages and
+    /// `max_bytes` bytes, one of them at most `share` bytes.
+    pub fn new(max_total: usize, max_bytes: usize, share: usize) -> Self {
         Self {
             map: DashMap::new(),
             total_pending: Arc::new(AtomicUsize::new(0)),
             max_total,
+            budget: Budget::new(max_bytes, None),
+            share,
         }
     }
 
@@ -256,6 +374,9 @@ impl Queues {
             max_pending,
             total_pending: Arc::clone(&self.total_pending),
             max_total: self.max_total,
+            budget: Budget::new(self.share, Some(Arc::clone(&self.budget))),
+            _overhead: self.budget.force_charge(QUEUE_OVERHEAD + name.len()),
+            last_used: AtomicU64::new(crate::history::now_ms()),
             credit: Notify::new(),
         })
     }
@@ -298,6 +419,66 @@ impl Queues {
     pub fn total_pending(&self) -> usize {
         self.total_pending.load(Ordering::Relaxed)
     }
+
+    /// Bytes charged to all queues.
+    pub fn bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Queue destinations that exist.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Brings all queues back within `max_pending_total_bytes` when they are over it: the
+    /// least recently used queues lose their oldest messages first (and are forgotten once
+    /// empty and unconsumed), down to 15/16 of the bound, so a sweep (which looks at every
+    /// queue) happens at most once per 1/16 of the bound published. One queue's lock at a
+    /// time, never while holding one. Returns how many messages it dropped.
+    pub fn enforce(&self) -> usize {
+        if !self.budget.over() {
+            return 0;
+        }
+        let target = self.budget.limit() - self.budget.limit() / 16;
+        let mut by_age: Vec<(u64, Arc<Queue>)> = self
+            .map
+            .iter()
+            .map(|e| (e.last_used.load(Ordering::Relaxed), Arc::clone(e.value())))
+            .collect();
+        by_age.sort_unstable_by_key(|(used, _)| *used);
+        let mut dropped = 0;
+        for (_, q) in by_age {
+            if self.budget.used() <= target {
+                break;
+            }
+            dropped += q.shed(&self.budget, target);
+            self.remove_if_idle(q.name());
+        }
+        dropped
+    }
+
+    /// Forgets queues that nobody consumes and nobody used since `cutoff` (ms since the
+    /// epoch), with their messages. Returns how many messages went with them.
+    pub fn expire(&self, cutoff: u64) -> usize {
+        let mut dropped = 0;
+        self.map.retain(|_, q| {
+            if !q.expired(cutoff) {
+                return true;
+            }
+            let mut st = q.lock();
+            let n = st.pending.len();
+            st.pending.clear();
+            self.total_pending.fetch_sub(n, Ordering::Relaxed);
+            dropped += n;
+            false
+        });
+        dropped
+    }
 }
 
 #[cfg(test)]
@@ -332,10 +513,10 @@ mod tests {
 
     #[test]
     fn holds_round_robins_and_redelivers() {
-        let queues = Queues::new(1000);
+        let queues = Queues::new(1000, usize::MAX, usize::MAX);
         let q = queues.get_or_create("/queue/q", 3);
         for i in 0..4 {
-            q.publish(msg(i));
+            q.publish(msg(i), None).unwrap();
         }
         assert_eq!(q.pending(), 3, "oldest dropped beyond max_pending");
         let a = Arc::new(Outbox::new(100, 1 << 20));
@@ -357,15 +538,15 @@ mod tests {
 
     #[test]
     fn all_queues_together_are_bounded() {
-        let queues = Queues::new(5);
+        let queues = Queues::new(5, usize::MAX, usize::MAX);
         let a = queues.get_or_create("/queue/a", 100);
         let b = queues.get_or_create("/queue/b", 100);
         for i in 0..4 {
-            a.publish(msg(i));
+            a.publish(msg(i), None).unwrap();
         }
         let mut dropped = 0;
         for i in 0..4 {
-            dropped += b.publish(msg(i)).dropped;
+            dropped += b.publish(msg(i), None).unwrap().dropped;
         }
         assert_eq!(queues.total_pending(), 5);
         assert_eq!(dropped, 3);

@@ -67,6 +67,7 @@ impl Server {
                 .tracker
                 .spawn(crate::sockjs::reaper(Arc::clone(&broker)));
         }
+        broker.tracker.spawn(Arc::clone(&broker).janitor());
 
         broker.tracker.spawn(accept_loop(
             Arc::clone(&broker),

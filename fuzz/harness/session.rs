@@ -74,6 +74,12 @@ fn config() -> Config {
     c.stomp.max_transaction_frames = 8;
     c.outbox.max_messages = 16;
     c.outbox.max_bytes = 8192;
+    // Small memory budgets, so scripts reach them: every charge must be given back.
+    c.stomp.max_unacked_bytes = 4096;
+    c.stomp.max_transaction_bytes = 8192;
+    c.app.max_pending_bytes = 4096;
+    c.broker.max_pending_total_bytes = 32 * 1024;
+    c.broker.history_max_bytes = 16 * 1024;
     c.destinations = vec![
         DestinationRule {
             pattern: "/queue/**".into(),
@@ -145,7 +151,7 @@ fn generated(spec: &[u8], wild: bool) -> Vec<u8> {
     let segments = 1 + next() % 64;
     let mut d = b"/topic".to_vec();
     for _ in 0..segments {
-        d.push(b'/');
+        d.extend_from_slice(b"/");
         let run = usize::try_from(next() % 250).unwrap_or(0);
         let kind = if wild { next() % 8 } else { 6 + next() % 2 };
         match kind {
@@ -267,6 +273,27 @@ async fn run(script: &[u8]) -> Seen {
     assert_eq!(broker.registry.pattern_subscriptions(), 0, "patterns left");
     assert_eq!(broker.metrics.connections.get(), 0, "connections left");
     assert_eq!(broker.metrics.subscriptions.get(), 0, "subscription gauge");
+    // Application workers finish what they were handed after their session ended; then
+    // every byte charged to a connection (transactions, unacknowledged deliveries,
+    // application messages) has been given back.
+    for _ in 0..1_000 {
+        if broker.sessions_budget.used() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(broker.sessions_budget.used(), 0, "connection charges left");
+    // What queues and histories hold stays within their budgets once enforced.
+    broker.sweep();
+    let cfg = &broker.config.broker;
+    assert!(
+        broker.queues.bytes() <= cfg.max_pending_total_bytes,
+        "queue bytes"
+    );
+    assert!(
+        broker.histories.totals.budget.used() <= cfg.history_max_bytes,
+        "history bytes"
+    );
     seen
 }
 

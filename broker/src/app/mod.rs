@@ -65,12 +65,22 @@ impl AppMessage {
     }
 }
 
-/// What a handler can do besides returning a reply: publish anywhere, address users, answer
-/// the sender.
+/// What a handler can do besides returning a reply: publish, address users, answer the
+/// sender.
+///
+/// It acts for the sender: `publish` and `send_to_user` (and the replies a handler returns,
+/// which go through them) pass the access rules as the sender's own SEND to that destination
+/// would, and presence companions are refused, so a route cannot be used to write where its
+/// sender may not (a `send_to` template filled from the sender's captures, the default
+/// `/topic{path}` reply). For the application's own publishing, on no client's behalf, use
+/// [`AppContext::broker`].
 #[derive(Clone)]
 pub struct AppContext {
     broker: Arc<Broker>,
     identity: OwnerName,
+    /// Who the access rules see: the sender's identity; `None` when anonymous (or when there
+    /// are no rules).
+    principal: Option<Arc<crate::auth::Identity>>,
 }
 
 /// An owned [`Owner`]: who the sender is, for replies.
@@ -101,8 +111,34 @@ impl std::fmt::Debug for AppContext {
 }
 
 impl AppContext {
-    pub(crate) fn new(broker: Arc<Broker>, identity: OwnerName) -> Self {
-        Self { broker, identity }
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        identity: OwnerName,
+        principal: Option<Arc<crate::auth::Identity>>,
+    ) -> Self {
+        Self {
+            broker,
+            identity,
+            principal,
+        }
+    }
+
+    /// Whether the sender may write to `destination` (the rules as for its own SEND, and
+    /// never to a presence companion, which the broker alone writes).
+    fn check(&self, destination: &str) -> Result<(), PublishError> {
+        let b = &self.broker;
+        let companion = b.presence_base(destination).is_some();
+        if companion
+            || !b.access.allows(
+                crate::access::Action::Publish,
+                destination,
+                self.principal.as_deref(),
+            )
+        {
+            b.metrics.denied(crate::access::Action::Publish);
+            return Err(PublishError::Denied(destination.to_owned()));
+        }
+        Ok(())
     }
 
     /// Publishes to a broker destination (`/topic/x`) or a user destination
@@ -112,6 +148,7 @@ impl AppContext {
         destination: &str,
         payload: impl Into<Payload>,
     ) -> Result<(), PublishError> {
+        self.check(destination)?;
         let p = payload.into();
         self.broker
             .publish(destination, &p.headers(), p.body)
@@ -126,6 +163,12 @@ impl AppContext {
         destination: &str,
         payload: impl Into<Payload>,
     ) -> Result<(), PublishError> {
+        let shown = format!(
+            "{}/{}{destination}",
+            self.broker.router.user_prefix(),
+            user.replace('/', "%2F")
+        );
+        self.check(&shown)?;
         let p = payload.into();
         self.broker
             .publish_to_user(user, destination, &p.headers(), p.body)

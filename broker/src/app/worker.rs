@@ -22,6 +22,9 @@ pub(crate) struct AppJob {
     pub target: Target,
     /// For subscribe routes: the subscription id the reply carries.
     pub subscription: Option<Bytes>,
+    /// Its bytes in the connection's budget for waiting application messages, released when
+    /// the handler is done with it.
+    pub _charge: crate::budget::Charge,
 }
 
 /// Handle to a connection's worker; dropping it ends the worker after its queue drains.
@@ -43,13 +46,14 @@ impl Worker {
     pub fn spawn(
         broker: &Arc<Broker>,
         identity: OwnerName,
+        principal: Option<Arc<crate::auth::Identity>>,
         outbox: Arc<Outbox>,
         version: Version,
     ) -> Self {
         let (tx, rx) = mpsc::channel(broker.config.app.max_pending.max(1));
         let state = State {
             broker: Arc::clone(broker),
-            ctx: AppContext::new(Arc::clone(broker), identity.clone()),
+            ctx: AppContext::new(Arc::clone(broker), identity.clone(), principal),
             identity,
             outbox,
             version,

@@ -120,6 +120,17 @@ pub enum ProtocolError {
     /// A frame started but not finished in time.
     #[error("a frame was not completed within {0} ms of its first byte")]
     FrameTimeout(u128),
+    /// The connection's published messages already hold its share of queue or history
+    /// storage (`[broker] max_share_percent`).
+    #[error(
+        "this connection's messages already hold their share of {what} ({limit} bytes, broker.max_client_share_percent); let consumers catch up"
+    )]
+    StorageShare {
+        /// "queues" or "histories".
+        what: &'static str,
+        /// The share, in bytes.
+        limit: usize,
+    },
 }
 
 impl ProtocolError {
@@ -156,6 +167,7 @@ impl ProtocolError {
             RateLimited => "rate limit exceeded",
             IdleTimeout(_) => "idle timeout",
             FrameTimeout(_) => "frame timeout",
+            StorageShare { .. } => "storage share exceeded",
             DestinationLimit(LimitError::TooLong { .. }) => "destination too long",
             DestinationLimit(LimitError::TooManySegments { .. }) => "too many destination segments",
         }

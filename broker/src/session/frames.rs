@@ -1,16 +1,16 @@
 //! What the session does with each client frame. Synchronous: it routes, publishes, updates
 //! subscriptions and queues replies in `Session::pending`; the I/O loop writes them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use stomp_codec::{Command, Delivery as WireDelivery, Frame, Headers, Version};
 
+use super::catchup::presence_join;
 use super::error::ProtocolError;
 use super::heartbeat;
-use super::subscriptions::{AckMode, Source, Subscription, Unacked, take_acked};
+use super::subscriptions::{AckMode, CatchingUp, Source, Subscription, Unacked, take_acked};
 use super::{End, Session};
 use tracing::debug;
 
@@ -26,32 +26,13 @@ use crate::registry::{Credit, Subscriber};
 use crate::router::Route;
 use crate::wire::WireFrame;
 
+/// The longest subscription id: ids are held for the subscription's life and written into
+/// every MESSAGE (stomp.js uses `sub-0`, `sub-1`, ...), so they count towards what each
+/// subscription costs.
+pub(super) const MAX_SUBSCRIPTION_ID: usize = 256;
+
 /// The server name in CONNECTED.
 const SERVER: &str = concat!("stompbox/", env!("CARGO_PKG_VERSION"));
-
-/// An operation held by an open transaction until COMMIT.
-#[derive(Debug)]
-enum TxOp {
-    Send {
-        destination: String,
-        headers: Headers,
-        body: Bytes,
-    },
-    Ack(Frame),
-    Nack(Frame),
-}
-
-#[derive(Debug, Default)]
-struct Tx {
-    ops: Vec<TxOp>,
-    bytes: usize,
-}
-
-/// A session's open transactions.
-#[derive(Debug, Default)]
-pub(super) struct Transactions {
-    open: HashMap<String, Tx>,
-}
 
 type Result<T = ()> = std::result::Result<T, ProtocolError>;
 
@@ -175,24 +156,14 @@ impl Session {
             )));
         }
         if let Some(tx) = frame.headers.get_str("transaction") {
-            let tx = tx.to_owned();
-            let size = frame.body.len();
-            return self.tx_push(
-                &tx,
-                TxOp::Send {
-                    destination: destination.to_owned(),
-                    headers: frame.headers,
-                    body: frame.body,
-                },
-                size,
-            );
+            return self.tx_send(tx, destination, &frame);
         }
         self.dispatch_send(destination, route, frame.headers, frame.body)
     }
 
     /// Sends to wherever `destination` routes (`route`, computed once by the caller): an
     /// application handler, a user, the broker.
-    fn dispatch_send(
+    pub(super) fn dispatch_send(
         &mut self,
         destination: &str,
         route: Route<'_>,
@@ -214,15 +185,21 @@ impl Session {
                 Ok(())
             }
             _ => {
-                // Checked on arrival, and routes do not change at run time.
-                let _ = self.broker.publish_counted(
+                // Routes were checked on arrival and do not change at run time; what can still
+                // refuse it is this connection's share of queue or history storage.
+                match self.broker.publish_counted(
                     route,
                     destination,
                     &headers,
                     body,
                     &mut self.counters,
-                );
-                Ok(())
+                    &self.shares,
+                ) {
+                    Err(crate::broker::PublishError::ShareExceeded(what, limit)) => {
+                        Err(ProtocolError::StorageShare { what, limit })
+                    }
+                    _ => Ok(()),
+                }
             }
         }
     }
@@ -234,8 +211,10 @@ impl Session {
         captures: crate::app::Captures,
         headers: Headers,
         body: Bytes,
-    ) -> AppMessage {
-        AppMessage {
+    ) -> (AppMessage, usize) {
+        // Held until the handler runs: a compact copy, so it pins no read buffer.
+        let (headers, body, size) = super::transactions::detach(&headers, &body, |_| true);
+        let msg = AppMessage {
             destination: destination.to_owned(),
             path: lookup.to_owned(),
             captures,
@@ -243,25 +222,38 @@ impl Session {
             body,
             session: self.session_id.clone(),
             user: self.user.clone(),
-        }
+        };
+        let size = size + msg.destination.len() + msg.path.len() + msg.session.len();
+        (msg, size)
     }
 
-    /// Hands a route's target to the connection's worker, which runs them in order.
-    fn run_handler(&mut self, msg: AppMessage, target: Target, subscription: Option<Bytes>) {
-        let job = AppJob {
-            msg,
-            target,
-            subscription,
-        };
+    /// Hands a route's target to the connection's worker, which runs them in order, if the
+    /// connection's waiting application messages have room for it.
+    fn run_handler(
+        &mut self,
+        (msg, size): (AppMessage, usize),
+        target: Target,
+        subscription: Option<Bytes>,
+    ) {
+        let charge = self.app_budget.try_charge(size);
         let worker = self.app_worker.get_or_insert_with(|| {
             Worker::spawn(
                 &self.broker,
                 self.identity.clone(),
+                self.principal.clone(),
                 Arc::clone(&self.outbox),
                 self.version,
             )
         });
-        if !worker.submit(job) {
+        let accepted = charge.is_some_and(|charge| {
+            worker.submit(AppJob {
+                msg,
+                target,
+                subscription,
+                _charge: charge,
+            })
+        });
+        if !accepted {
             self.broker.metrics.app_overflow.inc();
             let text = "too many application messages waiting for their handler";
             let p = Payload::from(text).header("message", text);
@@ -290,11 +282,12 @@ impl Session {
 
     /// Checks the access rules; a refusal ends the connection with ERROR "access denied".
     fn authorize(&self, action: Action, destination: &str) -> Result {
-        if self
-            .broker
-            .access
-            .allows(action, destination, self.principal.as_deref())
-        {
+        let who = self.principal.as_deref();
+        let allowed = match action {
+            Action::Subscribe => self.broker.may_subscribe(destination, who),
+            Action::Publish => self.broker.access.allows(action, destination, who),
+        };
+        if allowed {
             return Ok(());
         }
         self.broker.metrics.denied(action);
@@ -328,11 +321,19 @@ impl Session {
             .to_owned();
         self.broker.router.check_limits(&destination)?;
         let id = match h.get_bytes("id") {
-            Some(id) => id.clone(),
+            // A copy: a slice would pin the whole buffer the SUBSCRIBE arrived in for as long
+            // as the subscription lives.
+            Some(id) => Bytes::copy_from_slice(id),
             // STOMP 1.0 made the id optional; the destination then names the subscription.
             None if self.version == Version::V1_0 => Bytes::from(destination.clone()),
             None => return Err(ProtocolError::missing(Command::Subscribe, "id")),
         };
+        if id.len() > MAX_SUBSCRIPTION_ID {
+            return Err(ProtocolError::invalid(
+                "id",
+                format!("a subscription id may be at most {MAX_SUBSCRIPTION_ID} bytes"),
+            ));
+        }
         let ack = AckMode::parse(h.get_str("ack")).ok_or_else(|| {
             ProtocolError::invalid("ack", "expected auto, client or client-individual")
         })?;
@@ -392,6 +393,7 @@ impl Session {
             rule.mode
         };
         let mut joined: Option<Arc<crate::history::History>> = None;
+        let mut catching_up = None;
         let (source, credit) = match mode {
             DestinationMode::Queue => {
                 if wildcard {
@@ -476,46 +478,28 @@ impl Session {
                     let receipt = self.receipt_for_later(h);
                     let joined_now =
                         companion.join(&self.broker, &registry_key, subscriber, None, receipt);
-                    self.receipt_deferred =
-                        joined_now == crate::history::Join::Pending && h.get("receipt").is_some();
+                    if joined_now == crate::history::Join::Pending {
+                        self.receipt_deferred = h.get("receipt").is_some();
+                        catching_up = Some(CatchingUp::History);
+                    }
                     joined = Some(companion);
                     (Source::Exact, credit)
                 } else if let Some(base) = (!user_destination)
                     .then(|| self.broker.presence_base(&destination))
                     .flatten()
                 {
-                    // A presence companion: the snapshot first, then the changes.
-                    let broker = &self.broker;
-                    let outbox = &self.outbox;
-                    broker.presence.snapshot(
-                        base,
-                        || broker.subscribe_exact(&registry_key, subscriber),
-                        |snapshot| {
-                            let mut headers = stomp_codec::Headers::new();
-                            headers.push("content-type", "application/json");
-                            let id = broker.next_message_id();
-                            let msg = Arc::new(crate::message::Published::from_send(
-                                &destination,
-                                &id,
-                                &headers,
-                                Bytes::from(snapshot),
-                            ));
-                            if let Some(c) = &credit {
-                                c.take_forced();
-                            }
-                            let size = msg.size_hint();
-                            let _ = outbox.push_credited(
-                                Outbound::Deliver(Delivery {
-                                    key,
-                                    msg,
-                                    redelivered: false,
-                                    queue: None,
-                                    mark: Mark::None,
-                                }),
-                                size,
-                            );
-                        },
-                    );
+                    // A presence companion: the snapshot first, then the changes; when the
+                    // snapshot does not fit the outbox now, both wait until it does.
+                    let receipt = self.receipt_for_later(h);
+                    if !presence_join(&self.broker, base, &registry_key, &subscriber, &destination)
+                    {
+                        self.receipt_deferred = receipt.is_some();
+                        catching_up = Some(CatchingUp::Presence {
+                            base: base.to_owned(),
+                            subscriber,
+                            receipt,
+                        });
+                    }
                     (Source::Exact, credit)
                 } else if let Some(history) = &history {
                     // Registered and handed what came before in one step (see `history`).
@@ -524,8 +508,10 @@ impl Session {
                     let receipt = self.receipt_for_later(h);
                     let joined_now =
                         history.join(&self.broker, &registry_key, subscriber, resume, receipt);
-                    self.receipt_deferred =
-                        joined_now == crate::history::Join::Pending && h.get("receipt").is_some();
+                    if joined_now == crate::history::Join::Pending {
+                        self.receipt_deferred = h.get("receipt").is_some();
+                        catching_up = Some(CatchingUp::History);
+                    }
                     joined = Some(Arc::clone(history));
                     (Source::Exact, credit)
                 } else {
@@ -542,6 +528,7 @@ impl Session {
             self.broker
                 .announce_presence(&destination, self.user.as_deref(), true);
         }
+        let waiting = catching_up.is_some();
         self.subs.insert(Subscription {
             id,
             destination,
@@ -552,7 +539,11 @@ impl Session {
             unacked: Default::default(),
             presence,
             history: joined,
+            catching_up,
         });
+        if waiting {
+            self.catching_up += 1;
+        }
         self.broker.metrics.subscriptions.inc();
         Ok(())
     }
@@ -577,6 +568,9 @@ impl Session {
     /// Removes a subscription everywhere.
     fn drop_subscription(&mut self, key: u32) {
         if let Some(sub) = self.subs.remove(key) {
+            if sub.catching_up.is_some() {
+                self.catching_up -= 1;
+            }
             self.release_subscription(key, sub);
         }
     }
@@ -608,13 +602,7 @@ impl Session {
 
     fn on_ack_or_nack(&mut self, frame: Frame) -> Result {
         if let Some(tx) = frame.headers.get_str("transaction") {
-            let tx = tx.to_owned();
-            let op = if frame.command == Command::Ack {
-                TxOp::Ack(frame)
-            } else {
-                TxOp::Nack(frame)
-            };
-            return self.tx_push(&tx, op, 0);
+            return self.tx_ack(tx, &frame);
         }
         self.apply_ack(&frame);
         Ok(())
@@ -638,7 +626,7 @@ impl Session {
 
     /// Applies an ACK or NACK. Unknown or repeated acks are ignored, as Spring and RabbitMQ do:
     /// a client acking an auto-ack message must not lose its connection over it.
-    fn apply_ack(&mut self, frame: &Frame) {
+    pub(super) fn apply_ack(&mut self, frame: &Frame) {
         let Some((key, seq)) = self.find_ack_target(&frame.headers) else {
             return;
         };
@@ -672,90 +660,23 @@ impl Session {
         }
     }
 
-    fn tx_id<'a>(&self, frame: &'a Frame) -> Result<&'a str> {
-        frame
-            .headers
-            .get_str("transaction")
-            .ok_or(ProtocolError::missing(frame.command, "transaction"))
-    }
-
-    fn on_begin(&mut self, frame: &Frame) -> Result {
-        let tx = self.tx_id(frame)?;
-        let limit = self.broker.config.stomp.max_transactions;
-        if self.txs.open.contains_key(tx) {
-            return Err(ProtocolError::DuplicateTransaction(tx.to_owned()));
-        }
-        if self.txs.open.len() >= limit {
-            return Err(ProtocolError::TooManyTransactions { limit });
-        }
-        self.txs.open.insert(tx.to_owned(), Tx::default());
-        Ok(())
-    }
-
-    fn on_commit(&mut self, frame: &Frame) -> Result {
-        let tx = self.tx_id(frame)?;
-        let t = self
-            .txs
-            .open
-            .remove(tx)
-            .ok_or_else(|| ProtocolError::UnknownTransaction(tx.to_owned()))?;
-        for op in t.ops {
-            match op {
-                TxOp::Send {
-                    destination,
-                    headers,
-                    body,
-                } => {
-                    let route = self.broker.router.route(&destination);
-                    self.dispatch_send(&destination, route, headers, body)?;
-                }
-                TxOp::Ack(f) | TxOp::Nack(f) => self.apply_ack(&f),
-            }
-        }
-        Ok(())
-    }
-
-    fn on_abort(&mut self, frame: &Frame) -> Result {
-        let tx = self.tx_id(frame)?;
-        self.txs
-            .open
-            .remove(tx)
-            .map(drop)
-            .ok_or_else(|| ProtocolError::UnknownTransaction(tx.to_owned()))
-    }
-
-    fn tx_push(&mut self, tx: &str, op: TxOp, bytes: usize) -> Result {
-        let cfg = &self.broker.config.stomp;
-        let t = self
-            .txs
-            .open
-            .get_mut(tx)
-            .ok_or_else(|| ProtocolError::UnknownTransaction(tx.to_owned()))?;
-        if t.ops.len() >= cfg.max_transaction_frames {
-            return Err(ProtocolError::TransactionTooLarge {
-                tx: tx.to_owned(),
-                limit: format!("{} frames", cfg.max_transaction_frames),
-            });
-        }
-        if t.bytes + bytes > cfg.max_transaction_bytes {
-            return Err(ProtocolError::TransactionTooLarge {
-                tx: tx.to_owned(),
-                limit: format!("{} bytes", cfg.max_transaction_bytes),
-            });
-        }
-        t.bytes += bytes;
-        t.ops.push(op);
-        Ok(())
-    }
-
     /// Encodes a delivery that carries per-delivery state, and records it for ACK.
     pub(super) fn encode_delivery(&mut self, d: Delivery) -> Option<WireFrame> {
         let conn = self.conn;
         let version = self.version;
-        let Some(sub) = self.subs.get_mut(d.key) else {
+        let Delivery {
+            key,
+            msg,
+            redelivered,
+            queue,
+            mark,
+            charge,
+        } = d;
+        let Some(sub) = self.subs.get_mut(key) else {
             // Unsubscribed meanwhile: a queue's message goes back to the queue.
-            if let Some(q) = d.queue {
-                q.requeue(std::iter::once(d.msg));
+            drop(charge);
+            if let Some(q) = queue {
+                q.requeue(std::iter::once(msg));
             }
             return None;
         };
@@ -763,14 +684,14 @@ impl Session {
         self.next_seq += 1;
         let mut ack_buf = [0u8; 24];
         let ack_id = (sub.ack != AckMode::Auto && version == Version::V1_2)
-            .then(|| format_ack_id(&mut ack_buf, d.key, seq));
-        let extra: &[(&[u8], &[u8])] = match (d.redelivered, d.mark) {
+            .then(|| format_ack_id(&mut ack_buf, key, seq));
+        let extra: &[(&[u8], &[u8])] = match (redelivered, mark) {
             (true, _) => &[(b"redelivered", b"true")],
             (false, Mark::Retained) => &[(b"retained", b"true")],
             (false, Mark::Gap) => &[(b"resume-gap", b"true")],
             (false, Mark::None) => &[],
         };
-        let frame = d.msg.encode(
+        let frame = msg.encode(
             version,
             &WireDelivery {
                 subscription: &sub.id,
@@ -779,12 +700,19 @@ impl Session {
             },
         );
         if sub.ack == AckMode::Auto {
-            if let Some(q) = &d.queue {
-                self.broker.queue_done(&d.msg);
-                q.settle(conn, d.key, 1);
+            // Settled by the write: its unsettled bytes go back before the queue looks for
+            // a consumer again.
+            drop(charge);
+            if let Some(q) = &queue {
+                self.broker.queue_done(&msg);
+                q.settle(conn, key, 1);
             }
         } else {
-            sub.unacked.push_back(Unacked { seq, msg: d.msg });
+            sub.unacked.push_back(Unacked {
+                seq,
+                msg,
+                _charge: charge,
+            });
         }
         Some(frame)
     }

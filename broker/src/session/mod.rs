@@ -6,11 +6,13 @@
 //! batch with one flush. Heart-beats, the CONNECT deadline, slow-consumer kills and broker
 //! shutdown are arms of the same `select!`.
 
+mod catchup;
 mod error;
 mod frames;
 pub mod heartbeat;
 mod rate;
 mod subscriptions;
+mod transactions;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,7 +28,7 @@ pub use error::ProtocolError;
 use heartbeat::Heartbeat;
 
 use crate::app::OwnerName;
-use crate::auth::{HandshakeAuth, Identity};
+use crate::auth::{AuthError, HandshakeAuth, Identity};
 use crate::config::RatePolicy;
 use rate::RateLimiter;
 use subscriptions::Subscriptions;
@@ -40,6 +42,9 @@ use crate::wire::WireFrame;
 
 /// How often a busy session adds its counters to the shared metrics.
 const METRICS_EVERY: Duration = Duration::from_millis(100);
+
+/// A deadline far enough away to mean "never" for a connection.
+const YEAR: Duration = Duration::from_secs(86_400 * 365);
 
 /// How long the broker tries to deliver a final ERROR frame before closing regardless.
 const ERROR_WRITE_DEADLINE: Duration = Duration::from_secs(2);
@@ -70,7 +75,13 @@ struct Session {
     /// Scratch queue the outbox is swapped into (kept to reuse its allocation).
     batch: VecDeque<Outbound>,
     subs: Subscriptions,
-    txs: frames::Transactions,
+    /// Subscriptions still catching up (see `catchup.rs`).
+    catching_up: usize,
+    txs: transactions::Transactions,
+    /// This connection's shares of queue and history storage.
+    shares: crate::broker::Shares,
+    /// What its application messages waiting for their handler may hold.
+    app_budget: Arc<crate::budget::Budget>,
     counters: LocalCounters,
     heartbeat: Heartbeat,
     next_seq: u64,
@@ -79,6 +90,8 @@ struct Session {
     last_write: Instant,
     /// Credentials from the WebSocket handshake.
     handshake: HandshakeAuth,
+    /// The client's address, for the failed-login throttle.
+    peer: std::net::IpAddr,
     /// A CONNECT waiting for authentication (which may hash, so it runs outside `handle`).
     pending_connect: Option<Frame>,
     /// The session id shown in CONNECTED.
@@ -128,7 +141,11 @@ pub async fn run(
     );
     let now = Instant::now();
     let mut session = Session {
-        outbox: Arc::new(Outbox::new(cfg.outbox.max_messages, cfg.outbox.max_bytes)),
+        outbox: Arc::new(Outbox::with_budget(
+            cfg.outbox.max_messages,
+            cfg.outbox.max_bytes,
+            broker.session_budget(cfg.stomp.max_unacked_bytes),
+        )),
         broker: Arc::clone(&broker),
         conn,
         version: Version::V1_0,
@@ -138,7 +155,12 @@ pub async fn run(
         pending: Vec::new(),
         batch: VecDeque::new(),
         subs: Subscriptions::default(),
-        txs: frames::Transactions::default(),
+        catching_up: 0,
+        txs: transactions::Transactions::new(
+            broker.session_budget(cfg.stomp.max_transaction_bytes),
+        ),
+        shares: broker.shares(),
+        app_budget: broker.session_budget(cfg.app.max_pending_bytes),
         counters: LocalCounters::default(),
         heartbeat: Heartbeat::default(),
         next_seq: 0,
@@ -146,6 +168,7 @@ pub async fn run(
         last_read: now,
         last_write: now,
         handshake,
+        peer: peer.ip(),
         pending_connect: None,
         session_id: broker.session_name(conn),
         user: None,
@@ -223,7 +246,8 @@ impl Session {
                             if let Some(frame) = self.pending_connect.take() {
                                 // Boxed: a rare, large future that would otherwise enlarge
                                 // every idle connection's task.
-                                if let Err(end) = Box::pin(self.authenticate_and_connect(frame)).await {
+                                let connect = self.authenticate_and_connect(frame, t, connect_deadline);
+                                if let Err(end) = Box::pin(connect).await {
                                     return end;
                                 }
                                 t.stomp_heartbeats(self.heartbeat.send_every.is_some());
@@ -285,6 +309,10 @@ impl Session {
                 }
             }
             self.tally();
+            // The outbox may have room again (a write), or the prefetch windows and unsettled
+            // bytes (an ACK): what waits for either moves on.
+            self.pump_catchups();
+            self.kick_starved_queues();
         }
     }
 
@@ -455,10 +483,19 @@ impl Session {
     /// Decodes and handles every complete frame in the read buffer.
     fn process_input(&mut self) -> Result<(), End> {
         while self.closing.is_none() {
+            // The frame will be a slice of this allocation (from the buffer's start to its end).
+            let span = self.read_buf.capacity();
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(None) => break,
                 Ok(Some(Decoded::Heartbeat)) => {}
-                Ok(Some(Decoded::Frame(frame))) => {
+                Ok(Some(Decoded::Frame(mut frame))) => {
+                    // A body that is a small part of a large buffer would pin all of it for as
+                    // long as the message is held (a queue, a history, a slow subscriber's
+                    // outbox) while being charged its own size: copy it out. A frame that fills
+                    // its buffer (one frame per WebSocket message) stays zero-copy.
+                    if !frame.body.is_empty() && frame.body.len().saturating_mul(2) < span {
+                        frame.body = Bytes::copy_from_slice(&frame.body);
+                    }
                     self.counters.frame_in(frame.command);
                     if !self.connected && matches!(frame.command, Command::Connect | Command::Stomp)
                     {
@@ -483,17 +520,58 @@ impl Session {
     }
 
     /// Authenticates a CONNECT, then answers CONNECTED (or ends with ERROR).
-    async fn authenticate_and_connect(&mut self, frame: Frame) -> Result<(), End> {
+    ///
+    /// Authentication may wait for a password verification slot, so the connection is still
+    /// watched meanwhile: a hang-up or the CONNECT deadline drops the wait (and the place in
+    /// the queue). Bytes that arrive meanwhile are kept for after CONNECTED, up to one frame.
+    async fn authenticate_and_connect(
+        &mut self,
+        frame: Frame,
+        t: &mut Transport,
+        connect_deadline: Instant,
+    ) -> Result<(), End> {
         let receipt = frame.headers.get_bytes("receipt").cloned();
-        let identity = match self
-            .broker
-            .auth
-            .authenticate(&frame.headers, &self.handshake)
-            .await
-        {
+        let broker = Arc::clone(&self.broker);
+        let room = self.broker.config.stomp.max_frame_size;
+        let mut auth = Box::pin(broker.auth.authenticate(
+            &frame.headers,
+            &self.handshake,
+            self.peer,
+        ));
+        // A client that half-closes after pipelining frames (CONNECT, SEND, DISCONNECT) still
+        // gets them handled; one that hangs up with nothing more to say is gone.
+        let mut half_closed = false;
+        let verdict = loop {
+            tokio::select! {
+                biased;
+                r = t.recv_into(&mut self.read_buf),
+                    if !half_closed && self.read_buf.len() < room => match r {
+                    Ok(0) if !self.read_buf.is_empty() => half_closed = true,
+                    Ok(0) | Err(TransportError::Io(_)) => return Err(End::Gone),
+                    Ok(n) => {
+                        self.counters.bytes_in(n);
+                        self.last_read = Instant::now();
+                    }
+                    Err(TransportError::MessageTooLarge { limit }) => {
+                        return Err(End::Error(ProtocolError::MessageTooLarge(limit), None));
+                    }
+                },
+                () = sleep_until(connect_deadline) => {
+                    broker.metrics.closed(CloseReason::ConnectTimeout);
+                    let ms = u128::from(broker.config.server.connect_timeout_ms);
+                    return Err(End::Error(ProtocolError::ConnectTimeout(ms), None));
+                }
+                r = &mut auth => break r,
+            }
+        };
+        drop(auth);
+        let identity = match verdict {
             Ok(id) => id,
-            Err(_) => {
-                self.broker.metrics.closed(CloseReason::AuthFailed);
+            Err(e) => {
+                broker.metrics.closed(match e {
+                    AuthError::Failed => CloseReason::AuthFailed,
+                    AuthError::Throttled => CloseReason::AuthThrottled,
+                });
                 return Err(End::Error(ProtocolError::AuthenticationFailed, receipt));
             }
         };
@@ -501,7 +579,8 @@ impl Session {
             let left = exp
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or(Duration::ZERO);
-            self.expires_at = Some(Instant::now() + left);
+            let now = Instant::now();
+            self.expires_at = Some(now.checked_add(left).unwrap_or(now + YEAR));
         }
         if let Err(e) = self.on_connect(&frame, identity) {
             self.broker.metrics.closed(CloseReason::ProtocolError);

@@ -54,6 +54,8 @@ pub struct Unacked {
     pub seq: u64,
     /// The message.
     pub msg: Arc<Published>,
+    /// Its bytes in the connection's unsettled budget, released with it.
+    pub _charge: Option<crate::budget::Charge>,
 }
 
 /// One subscription.
@@ -77,6 +79,44 @@ pub struct Subscription {
     pub presence: bool,
     /// The destination's history, which counts its local subscribers.
     pub history: Option<Arc<crate::history::History>>,
+    /// Still being handed what it asked for before the live stream (a replay, a retained
+    /// value, a presence snapshot): its session pumps it as it writes and reads.
+    pub catching_up: Option<CatchingUp>,
+}
+
+/// A subscription that is not live yet.
+#[derive(Debug)]
+pub enum CatchingUp {
+    /// Its history hands it the entries after its position (`History::pump`).
+    History,
+    /// A presence companion whose snapshot did not fit the outbox yet: registered, with the
+    /// snapshot of that moment, once it does.
+    Presence {
+        /// The destination whose presence it reports.
+        base: String,
+        /// The subscriber to register.
+        subscriber: crate::registry::Subscriber,
+        /// The SUBSCRIBE's RECEIPT, sent once it is live.
+        receipt: Option<crate::wire::WireFrame>,
+    },
+}
+
+impl Subscriptions {
+    /// Subscriptions still catching up, by key.
+    pub fn catching_up(&self) -> impl Iterator<Item = u32> + '_ {
+        self.list
+            .iter()
+            .filter(|(_, s)| s.catching_up.is_some())
+            .map(|(k, _)| *k)
+    }
+
+    /// The queues of queue subscriptions.
+    pub fn queues(&self) -> impl Iterator<Item = &Arc<Queue>> + '_ {
+        self.list.iter().filter_map(|(_, s)| match &s.source {
+            Source::Queue(q) => Some(q),
+            _ => None,
+        })
+    }
 }
 
 /// All of a session's subscriptions, in a vector sorted by key (keys only grow, so pushing
@@ -163,6 +203,7 @@ impl Subscriptions {
 
 /// Removes the deliveries an ACK or NACK covers: the one named, and for `client` mode every
 /// earlier one too. Returns them oldest first.
+/// Their unsettled bytes are released as the entries go.
 pub fn take_acked(sub: &mut Subscription, seq: u64) -> Vec<Arc<Published>> {
     match sub.ack {
         AckMode::Client => {
