@@ -15,6 +15,8 @@
 //! O(|p|·|d|), however the `**`, `*` and `?` are arranged. `Limits` bounds |d| and D for
 //! everything a client sends.
 
+use std::sync::Arc;
+
 mod glob;
 #[cfg(test)]
 mod prop;
@@ -31,6 +33,9 @@ pub enum PatternError {
     /// The pattern is empty.
     #[error("pattern is empty")]
     Empty,
+    /// Over 4 GiB (the destination limits keep client patterns far below).
+    #[error("pattern is too long")]
+    TooLong,
 }
 
 /// A destination (or pattern) over the configured size limits.
@@ -86,36 +91,40 @@ impl Limits {
     }
 }
 
-/// One compiled segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    /// Matches exactly this text.
-    Literal(Box<str>),
-    /// Matches one segment with `*`/`?` wildcards; `{..}` captures were turned into `*`, runs
-    /// of `*` collapsed to one.
-    Glob(Box<[u8]>),
+/// What one compiled segment matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Exactly its text.
+    Literal,
+    /// One segment with `*`/`?` wildcards; `{..}` captures were turned into `*`, runs of `*`
+    /// collapsed to one.
+    Glob,
     /// `**`: zero or more whole segments. Never two in a row (`**/**` compiles to one).
     AnySegments,
 }
 
-impl Segment {
-    /// Whether this single-segment matcher accepts `part`.
-    fn accepts(&self, part: &[u8]) -> bool {
-        match self {
-            Segment::Literal(text) => text.as_bytes() == part,
-            Segment::Glob(g) => glob::matches(g, part),
-            Segment::AnySegments => true,
-        }
-    }
+/// One compiled segment: its kind and its text, a range of the pattern's normal form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    kind: Kind,
+    start: u32,
+    end: u32,
 }
 
-/// A compiled destination pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern {
-    source: Box<str>,
+/// A pattern's normal form and its segments, shared by every clone (a subscription's session
+/// and the registry hold the same one). Its size is the normal form (at most the source) plus
+/// 12 bytes a segment.
+#[derive(Debug, PartialEq, Eq)]
+struct Compiled {
+    text: Box<str>,
     segments: Box<[Segment]>,
     separator: u8,
 }
+
+/// A compiled destination pattern. Two patterns are equal when their normal forms are
+/// (`/topic/{room}` and `/topic/*`, `/a/**/**` and `/a/**`): they match the same destinations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern(Arc<Compiled>);
 
 /// True when a destination string uses pattern syntax (as `AntPathMatcher::isPattern`).
 pub fn is_pattern(destination: &str) -> bool {
@@ -126,47 +135,72 @@ pub fn is_pattern(destination: &str) -> bool {
 const STACK_WORDS: usize = 2;
 
 impl Pattern {
-    /// Compiles `source`, splitting segments on `separator`.
+    /// Compiles `source`, splitting segments on `separator` (an ASCII byte).
     pub fn parse(source: &str, separator: u8) -> Result<Self, PatternError> {
         if source.is_empty() {
             return Err(PatternError::Empty);
         }
+        let offset = |n: usize| u32::try_from(n).map_err(|_| PatternError::TooLong);
+        let mut text = String::with_capacity(source.len());
         let mut segments: Vec<Segment> = Vec::new();
         for seg in source.as_bytes().split(|&b| b == separator) {
-            let seg = compile_segment(seg)?;
-            if seg == Segment::AnySegments && segments.last() == Some(&Segment::AnySegments) {
+            let (kind, bytes) = compile_segment(seg)?;
+            let last = segments.last().map(|s| s.kind);
+            if kind == Kind::AnySegments && last == Some(Kind::AnySegments) {
                 continue;
             }
-            segments.push(seg);
+            if last.is_some() {
+                text.push(char::from(separator));
+            }
+            let start = offset(text.len())?;
+            // Whole characters were copied or dropped (braces are ASCII), so this is UTF-8.
+            text.push_str(&String::from_utf8_lossy(&bytes));
+            segments.push(Segment {
+                kind,
+                start,
+                end: offset(text.len())?,
+            });
         }
-        Ok(Self {
-            source: source.into(),
+        Ok(Self(Arc::new(Compiled {
+            text: text.into_boxed_str(),
             segments: segments.into_boxed_slice(),
             separator,
-        })
+        })))
     }
 
-    /// The pattern as written.
+    /// The pattern in its normal form: `{name}` as `*`, runs of `*` and of `**` segments
+    /// collapsed.
     pub fn as_str(&self) -> &str {
-        &self.source
+        &self.0.text
     }
 
     /// The literal segments before the first wildcard segment, joined by the separator: every
     /// destination the pattern matches starts with this text, followed by the separator or the
     /// end. The registry files pattern subscriptions under it.
     pub fn literal_prefix(&self) -> &str {
-        let mut end = 0usize;
-        let mut first = true;
-        for seg in self.segments.iter() {
-            match seg {
-                Segment::Literal(text) => {
-                    end += text.len() + usize::from(!first);
-                    first = false;
-                }
-                _ => break,
-            }
+        let end = self
+            .0
+            .segments
+            .iter()
+            .take_while(|s| s.kind == Kind::Literal)
+            .last()
+            .map_or(0, |s| s.end as usize);
+        self.0.text.get(..end).unwrap_or("")
+    }
+
+    /// Whether segment `seg` accepts the destination segment `part`.
+    fn accepts(&self, seg: &Segment, part: &[u8]) -> bool {
+        let text = self
+            .0
+            .text
+            .as_bytes()
+            .get(seg.start as usize..seg.end as usize)
+            .unwrap_or_default();
+        match seg.kind {
+            Kind::Literal => text == part,
+            Kind::Glob => glob::matches(text, part),
+            Kind::AnySegments => true,
         }
-        self.source.get(..end).unwrap_or("")
     }
 
     /// Whether `destination` matches. Worst case O(|pattern| · |destination|), see the module
@@ -174,14 +208,12 @@ impl Pattern {
     pub fn matches(&self, destination: &str) -> bool {
         // Most patterns have no `**` but a trailing one (`/topic/chat/*`, `/topic/**`): those
         // match segment by segment in lockstep, without the position set.
-        let any = self
-            .segments
-            .iter()
-            .position(|s| *s == Segment::AnySegments);
-        if any.is_none_or(|i| i + 1 == self.segments.len()) {
+        let segments = &self.0.segments;
+        let any = segments.iter().position(|s| s.kind == Kind::AnySegments);
+        if any.is_none_or(|i| i + 1 == segments.len()) {
             return self.lockstep(destination.as_bytes(), any.is_some());
         }
-        let words = (self.segments.len() + 1).div_ceil(64);
+        let words = (segments.len() + 1).div_ceil(64);
         if words <= STACK_WORDS {
             let (mut a, mut b) = ([0u64; STACK_WORDS], [0u64; STACK_WORDS]);
             self.run(destination.as_bytes(), &mut a[..words], &mut b[..words])
@@ -194,11 +226,12 @@ impl Pattern {
     /// Each pattern segment against the next destination segment; with `trailing_any` the
     /// last pattern segment is `**` and takes whatever is left.
     fn lockstep(&self, destination: &[u8], trailing_any: bool) -> bool {
-        let fixed = &self.segments[..self.segments.len() - usize::from(trailing_any)];
-        let mut parts = destination.split(|&b| b == self.separator);
+        let segments = &self.0.segments;
+        let fixed = &segments[..segments.len() - usize::from(trailing_any)];
+        let mut parts = destination.split(|&b| b == self.0.separator);
         for seg in fixed {
             match parts.next() {
-                Some(part) if seg.accepts(part) => {}
+                Some(part) if self.accepts(seg, part) => {}
                 _ => return false,
             }
         }
@@ -213,9 +246,10 @@ impl Pattern {
         mut live: &'a mut [u64],
         mut next: &'a mut [u64],
     ) -> bool {
-        let end = self.segments.len();
+        let segments = &self.0.segments;
+        let end = segments.len();
         self.enter(live, 0);
-        for part in destination.split(|&b| b == self.separator) {
+        for part in destination.split(|&b| b == self.0.separator) {
             next.fill(0);
             let mut alive = false;
             for (w, &word) in live.iter().enumerate() {
@@ -223,9 +257,9 @@ impl Pattern {
                 while bits != 0 {
                     let i = w * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    match self.segments.get(i) {
-                        Some(Segment::AnySegments) => self.enter(next, i),
-                        Some(seg) if seg.accepts(part) => self.enter(next, i + 1),
+                    match segments.get(i) {
+                        Some(seg) if seg.kind == Kind::AnySegments => self.enter(next, i),
+                        Some(seg) if self.accepts(seg, part) => self.enter(next, i + 1),
                         _ => continue,
                     }
                     alive = true;
@@ -243,15 +277,16 @@ impl Pattern {
     /// no segment); `**` never follows `**`, so one step closes the set.
     fn enter(&self, set: &mut [u64], i: usize) {
         set[i / 64] |= 1 << (i % 64);
-        if matches!(self.segments.get(i), Some(Segment::AnySegments)) {
+        if self.0.segments.get(i).map(|s| s.kind) == Some(Kind::AnySegments) {
             set[(i + 1) / 64] |= 1 << ((i + 1) % 64);
         }
     }
 }
 
-fn compile_segment(seg: &[u8]) -> Result<Segment, PatternError> {
+/// A segment's kind and its text in normal form.
+fn compile_segment(seg: &[u8]) -> Result<(Kind, Vec<u8>), PatternError> {
     if seg == b"**" {
-        return Ok(Segment::AnySegments);
+        return Ok((Kind::AnySegments, seg.to_vec()));
     }
     if seg.windows(2).any(|w| w == b"**") {
         return Err(PatternError::DoubleStarInSegment);
@@ -284,10 +319,9 @@ fn compile_segment(seg: &[u8]) -> Result<Segment, PatternError> {
     }
     if wild {
         glob::normalize(&mut glob);
-        Ok(Segment::Glob(glob.into_boxed_slice()))
+        Ok((Kind::Glob, glob))
     } else {
-        // The bytes came from a &str split on an ASCII separator, so they are UTF-8.
-        Ok(Segment::Literal(String::from_utf8_lossy(seg).into()))
+        Ok((Kind::Literal, seg.to_vec()))
     }
 }
 
@@ -348,9 +382,12 @@ mod tests {
     #[test]
     fn double_stars_collapse_and_still_match() {
         let p = Pattern::parse("/topic/**/**/x", b'/').unwrap();
-        assert_eq!(p.segments.len(), 4);
+        assert_eq!(p.0.segments.len(), 4);
         assert!(p.matches("/topic/x") && p.matches("/topic/a/b/x") && !p.matches("/topic/a"));
-        assert_eq!(p.as_str(), "/topic/**/**/x");
+        assert_eq!(p.as_str(), "/topic/**/x");
+        let q = Pattern::parse("/topic/{room}/x*{y}?", b'/').unwrap();
+        assert_eq!(q.as_str(), "/topic/*/x*?");
+        assert_eq!(q, Pattern::parse("/topic/*/x*?", b'/').unwrap());
     }
 
     #[test]
