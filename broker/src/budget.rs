@@ -47,9 +47,15 @@ impl Budget {
     }
 
     /// Charges `bytes` if this budget and every ancestor have room. An empty budget always
-    /// takes one charge, however large, so a single item larger than the limit still moves
-    /// (the limit bounds accumulation, not the size of one item, which other limits bound).
+    /// takes one charge, however large and however full its ancestors are: a single item
+    /// larger than the limit still moves (other limits bound one item's size), and every
+    /// holder keeps a minimum nobody else can take from it, so clients filling the shared
+    /// budget cannot stop another client that holds nothing.
     pub fn try_charge(self: &Arc<Self>, bytes: usize) -> Option<Charge> {
+        if self.used() == 0 {
+            // Racing charges of the same holder may both see it empty: each is one item.
+            return Some(self.force_charge(bytes));
+        }
         self.try_take(bytes).then(|| Charge {
             budget: Arc::clone(self),
             bytes,

@@ -682,9 +682,9 @@ pub struct BrokerConfig {
     /// A queue or history that nobody consumes and nobody publishes to for this long is
     /// forgotten with what it holds (counted as dropped, `reason="expired"`).
     pub idle_expiry_ms: u64,
-    /// Bytes all connections together may hold in open transactions, unsettled deliveries
-    /// and application messages waiting for their handler. Past it such frames are refused
-    /// (ERROR) and deliveries wait, as at a connection's own limit.
+    /// Bytes all connections together may hold in open transactions and application messages
+    /// waiting for their handler. Past it such frames are refused as at a connection's own
+    /// limit, except for a connection that holds none yet (its first one always fits).
     pub sessions_max_bytes: usize,
 }
 
@@ -842,9 +842,9 @@ impl Config {
         if self.broker.idle_expiry_ms < 1_000 {
             return invalid("broker.idle_expiry_ms must be at least 1000".into());
         }
-        if self.broker.sessions_max_bytes < self.stomp.max_unacked_bytes {
+        if self.broker.sessions_max_bytes < self.stomp.max_transaction_bytes {
             return invalid(
-                "broker.sessions_max_bytes must be at least stomp.max_unacked_bytes".into(),
+                "broker.sessions_max_bytes must be at least stomp.max_transaction_bytes".into(),
             );
         }
         if self.outbox.max_messages == 0 || self.outbox.max_bytes < self.stomp.max_frame_size {

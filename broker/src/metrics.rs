@@ -187,7 +187,7 @@ pub struct Metrics {
     pub queue_destinations: Gauge,
     /// Destinations with a history.
     pub history_destinations: Gauge,
-    /// Bytes held by sessions (transactions, unacknowledged, application messages).
+    /// Bytes held by sessions (transactions, application messages).
     pub session_held_bytes: Gauge,
     /// SENDs to application destinations that no route handles.
     pub app_unhandled: Counter,
@@ -336,7 +336,7 @@ impl Metrics {
         let session_held_bytes = Gauge::default();
         registry.register(
             "session_held_bytes",
-            "Bytes connections hold in transactions, unacknowledged deliveries and application messages (bounded by broker.sessions_max_bytes)",
+            "Bytes connections hold in open transactions and application messages waiting for their handler (bounded by broker.sessions_max_bytes)",
             session_held_bytes.clone(),
         );
         let app_unhandled = Counter::default();

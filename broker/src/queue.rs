@@ -28,7 +28,7 @@ use crate::outbox::{Delivery, Outbound, Outbox, PushError};
 use crate::registry::ConnId;
 
 /// What a queue costs besides its messages (its map entry, lock, deques, notifier), charged
-/// to the budget of all queues while it exists.
+/// to its budget while it holds messages.
 pub const QUEUE_OVERHEAD: usize = 1024;
 
 #[derive(Debug)]
@@ -62,6 +62,9 @@ struct State {
     pending: VecDeque<Pending>,
     consumers: Vec<Consumer>,
     next: usize,
+    /// The queue's own overhead in the budget, charged while it holds messages: a queue with
+    /// none is either consumed (bounded by subscriptions) or forgotten.
+    overhead: Option<Charge>,
 }
 
 /// What happened to a published message.
@@ -83,8 +86,6 @@ pub struct Queue {
     max_total: usize,
     /// This queue's bytes, inside the budget of all queues.
     budget: Arc<Budget>,
-    /// Its own overhead in the budget of all queues.
-    _overhead: Charge,
     /// When it was last published to or consumed from (ms since the epoch).
     last_used: AtomicU64,
     /// Signalled when consumers gain credit (the cluster's stream reader waits on it).
@@ -163,6 +164,18 @@ impl Queue {
         QueueOutcome { delivered, dropped }
     }
 
+    /// Charges the queue's overhead while it holds messages, and gives it back when it
+    /// holds none. Called after every change to `pending`.
+    fn account(&self, st: &mut State) {
+        match (st.pending.is_empty(), st.overhead.is_some()) {
+            (true, true) => st.overhead = None,
+            (false, false) => {
+                st.overhead = Some(self.budget.force_charge(QUEUE_OVERHEAD + self.name.len()));
+            }
+            _ => {}
+        }
+    }
+
     fn touch(&self) {
         self.last_used
             .store(crate::history::now_ms(), Ordering::Relaxed);
@@ -177,6 +190,7 @@ impl Queue {
             n += 1;
         }
         self.total_pending.fetch_sub(n, Ordering::Relaxed);
+        self.account(&mut st);
         n
     }
 
@@ -248,6 +262,7 @@ impl Queue {
         let n = st.pending.len();
         st.pending.clear();
         self.total_pending.fetch_sub(n, Ordering::Relaxed);
+        self.account(&mut st);
     }
 
     /// Puts messages back at the front, in their original order, marked redelivered. They
@@ -284,13 +299,15 @@ impl Queue {
                 if c.credit == 0 {
                     continue;
                 }
-                match c.outbox.unsettled.try_charge(size) {
-                    Some(charge) => {
-                        chosen = Some(((start + i) % n, charge));
-                        break;
-                    }
-                    // Its session asks again once acknowledgements give bytes back.
-                    None => c.outbox.starve(),
+                // Its session asks again once acknowledgements give bytes back; charged again
+                // after the note, so bytes given back in between are not missed.
+                let charge = c.outbox.unsettled.try_charge(size).or_else(|| {
+                    c.outbox.starve();
+                    c.outbox.unsettled.try_charge(size)
+                });
+                if let Some(charge) = charge {
+                    chosen = Some(((start + i) % n, charge));
+                    break;
                 }
             }
             let Some((idx, charge)) = chosen else {
@@ -322,6 +339,7 @@ impl Queue {
                 }
             }
         }
+        self.account(st);
         delivered
     }
 
@@ -352,6 +370,8 @@ pub struct Queues {
     budget: Arc<Budget>,
     /// Bytes one queue may hold.
     share: usize,
+    /// Set while one thread runs `enforce`: others need not sort the same queues again.
+    enforcing: std::sync::atomic::AtomicBool,
 }
 
 impl Queues {
@@ -364,6 +384,7 @@ impl Queues {
             max_total,
             budget: Budget::new(max_bytes, None),
             share,
+            enforcing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -375,7 +396,6 @@ impl Queues {
             total_pending: Arc::clone(&self.total_pending),
             max_total: self.max_total,
             budget: Budget::new(self.share, Some(Arc::clone(&self.budget))),
-            _overhead: self.budget.force_charge(QUEUE_OVERHEAD + name.len()),
             last_used: AtomicU64::new(crate::history::now_ms()),
             credit: Notify::new(),
         })
@@ -384,6 +404,8 @@ impl Queues {
     /// The queue for `name`, created on first use.
     pub fn get_or_create(&self, name: &str, max_pending: usize) -> Arc<Queue> {
         if let Some(q) = self.map.get(name) {
+            // Used now, under the map's lock: idle expiry cannot take it from under the caller.
+            q.touch();
             return Arc::clone(&q);
         }
         let entry = self
@@ -441,9 +463,15 @@ impl Queues {
     /// queue) happens at most once per 1/16 of the bound published. One queue's lock at a
     /// time, never while holding one. Returns how many messages it dropped.
     pub fn enforce(&self) -> usize {
-        if !self.budget.over() {
+        if !self.budget.over() || self.enforcing.swap(true, Ordering::AcqRel) {
             return 0;
         }
+        let dropped = self.shed_least_recently_used();
+        self.enforcing.store(false, Ordering::Release);
+        dropped
+    }
+
+    fn shed_least_recently_used(&self) -> usize {
         let target = self.budget.limit() - self.budget.limit() / 16;
         let mut by_age: Vec<(u64, Arc<Queue>)> = self
             .map
@@ -473,6 +501,7 @@ impl Queues {
             let mut st = q.lock();
             let n = st.pending.len();
             st.pending.clear();
+            st.overhead = None;
             self.total_pending.fetch_sub(n, Ordering::Relaxed);
             dropped += n;
             false
