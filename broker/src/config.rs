@@ -93,6 +93,18 @@ pub struct ClusterConfig {
     /// dropped for other nodes (local delivery goes on) and counted.
     #[serde(default = "default_cluster_backlog")]
     pub max_backlog: usize,
+    /// The same backlog bounded in bytes (each message at the size it pins: its encoded
+    /// form, its Redis key and a fixed overhead).
+    #[serde(default = "default_cluster_backlog_bytes")]
+    pub max_backlog_bytes: usize,
+    /// Connections this node opens to Redis, whatever clients do: one for pub/sub, one for
+    /// commands, the rest read history and queue streams (each covers many streams).
+    #[serde(default = "default_redis_connections")]
+    pub redis_connections: usize,
+    /// Per-destination keys (queue and history streams, presence hashes) expire after this
+    /// long without use: no write, and no node following or serving them.
+    #[serde(default = "default_key_ttl_ms")]
+    pub key_ttl_ms: u64,
     /// Longest wait between reconnection attempts (the backoff starts at 50 ms).
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
@@ -109,6 +121,18 @@ fn default_channel_prefix() -> String {
 
 fn default_cluster_backlog() -> usize {
     10_000
+}
+
+fn default_cluster_backlog_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_redis_connections() -> usize {
+    4
+}
+
+fn default_key_ttl_ms() -> u64 {
+    86_400_000
 }
 
 fn default_reconnect_max_ms() -> u64 {
@@ -887,6 +911,31 @@ impl Config {
                     "cluster.max_backlog, cluster.claim_idle_ms and cluster.reconnect_max_ms must be above 0"
                         .into(),
                 );
+            }
+            if c.max_backlog_bytes < 2 * self.stomp.max_frame_size {
+                return invalid(
+                    "cluster.max_backlog_bytes must be at least twice stomp.max_frame_size (a message must fit)"
+                        .into(),
+                );
+            }
+            if !(4..=64).contains(&c.redis_connections) {
+                return invalid("cluster.redis_connections must be between 4 and 64".into());
+            }
+            if c.key_ttl_ms < 5_000 {
+                return invalid(
+                    "cluster.key_ttl_ms must be at least 5000 (presence is re-asserted every 2 s)"
+                        .into(),
+                );
+            }
+            if let Some(rule) = self
+                .destinations
+                .iter()
+                .find(|r| r.history_ttl_ms > c.key_ttl_ms)
+            {
+                return invalid(format!(
+                    "cluster.key_ttl_ms must be at least every history_ttl_ms ({} for {:?})",
+                    rule.history_ttl_ms, rule.pattern
+                ));
             }
             if c.channel_prefix.is_empty()
                 || c.node_id.len() > 32
