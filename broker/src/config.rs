@@ -1023,6 +1023,30 @@ mod tests {
     }
 
     #[test]
+    fn cluster_bounds_are_checked() {
+        let cluster = |extra: &str| {
+            Config::from_toml(&format!(
+                "[[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\nhistory_ttl_ms = 60000\n\n\
+                 [cluster]\nredis = \"redis://127.0.0.1:1\"\n{extra}"
+            ))
+        };
+        let c = cluster("").unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.redis_connections, c.key_ttl_ms, c.max_backlog_bytes),
+            (4, 86_400_000, 16 << 20)
+        );
+        for (extra, says) in [
+            ("redis_connections = 3\n", "redis_connections"),
+            ("key_ttl_ms = 1000\n", "key_ttl_ms"),
+            ("key_ttl_ms = 30000\n", "history_ttl_ms"),
+            ("max_backlog_bytes = 65536\n", "max_backlog_bytes"),
+        ] {
+            let err = cluster(extra).unwrap_err().to_string();
+            assert!(err.contains(says), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_patterns_are_rejected() {
         let err =
             Config::from_toml("[[destinations]]\npattern = \"/queue/a**b\"\nmode = \"queue\"\n")

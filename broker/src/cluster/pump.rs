@@ -200,15 +200,21 @@ pub(super) async fn reader(broker: Arc<Broker>, cluster: Arc<Cluster>, index: us
             }
             continue;
         }
+        // Groups recreated since the last pass that worked: twice in a row is a failure.
+        let mut recreated = false;
         loop {
             rotate = rotate.wrapping_add(1);
             let Some(outcome) = pass(&broker, &cluster, shard, &mut con, rotate).await else {
                 return;
             };
             match outcome {
-                Ok(()) => retry.worked(),
-                Err(e) if e.code() == Some("NOGROUP") => {
+                Ok(()) => {
+                    recreated = false;
+                    retry.worked();
+                }
+                Err(e) if e.code() == Some("NOGROUP") && !recreated => {
                     // A stream (and its group) vanished: expired, or Redis lost it.
+                    recreated = true;
                     if let Err(e) = create_groups(&cluster, &mut con, &shard.keys()).await {
                         if !retry.failed(&e).await {
                             return;
