@@ -43,6 +43,7 @@ use stomp_codec::Headers;
 use tokio::sync::{Notify, mpsc};
 
 pub use codec::Envelope;
+use link::Outgoing;
 
 use crate::config::{ClusterConfig, SlowConsumerPolicy};
 use crate::queue::Queue;
@@ -57,49 +58,6 @@ pub enum ClusterError {
     /// `password_env` names an unset variable.
     #[error("cluster.password_env: {0} is not set")]
     Password(String),
-}
-
-/// A command for Redis that does not need an answer, in the order it must be applied.
-#[derive(Debug)]
-enum Outgoing {
-    Publish {
-        channel: String,
-        payload: Bytes,
-    },
-    XAdd {
-        key: String,
-        payload: Bytes,
-        max_len: usize,
-    },
-    XAck {
-        key: String,
-        id: String,
-    },
-    /// Anything else (a presence script).
-    Command(redis::Cmd),
-}
-
-impl Outgoing {
-    /// Bytes it pins while it waits: its payload and names, plus the queue slot and the
-    /// allocations' bookkeeping.
-    fn size(&self) -> usize {
-        const OVERHEAD: usize = 128;
-        OVERHEAD
-            + match self {
-                Outgoing::Publish { channel, payload } => channel.len() + payload.len(),
-                Outgoing::XAdd { key, payload, .. } => key.len() + payload.len(),
-                Outgoing::XAck { key, id } => key.len() + id.len(),
-                Outgoing::Command(cmd) => cmd.args_iter().map(|a| arg_len(&a)).sum(),
-            }
-    }
-}
-
-fn arg_len(a: &redis::Arg<&[u8]>) -> usize {
-    match a {
-        redis::Arg::Simple(b) => b.len(),
-        // A cursor, or anything a later version adds: a few bytes.
-        _ => 8,
-    }
 }
 
 /// Where a queue message came from in Redis, so it can be acknowledged there.
@@ -372,37 +330,6 @@ impl Cluster {
             headers.as_slice().iter().map(|(n, v)| (&n[..], &v[..])),
             body,
         )
-    }
-
-    /// Queues a command for the publisher link, in order, without waiting. `false` (not
-    /// sent) when the backlog is full, in messages (`max_backlog`) or in bytes
-    /// (`max_backlog_bytes`, the size it pins).
-    fn send(&self, what: Outgoing) -> bool {
-        let size = what.size();
-        let reserved = self
-            .backlog_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                (b + size <= self.max_backlog_bytes).then_some(b + size)
-            })
-            .is_ok();
-        if !reserved {
-            return false;
-        }
-        if self.outgoing.try_send(what).is_err() {
-            self.sent(size);
-            return false;
-        }
-        true
-    }
-
-    /// `size` bytes of the backlog went out (or were dropped).
-    fn sent(&self, size: usize) {
-        self.backlog_bytes.fetch_sub(size, Ordering::AcqRel);
-    }
-
-    /// Bytes waiting for Redis (for `/metrics`).
-    pub fn backlog_bytes(&self) -> usize {
-        self.backlog_bytes.load(Ordering::Relaxed)
     }
 
     /// Per-destination keys' expiry, in milliseconds.
