@@ -26,8 +26,8 @@ use crate::message::Published;
 const BLOCK_MS: u64 = 500;
 
 /// Entries one read may return over all its streams (a bound on the reply's size: this many
-/// messages at most); each stream gets an equal share, at least one and at most 256.
-pub(super) const READ_BUDGET: usize = 256;
+/// messages at most); each stream gets an equal share, at least one.
+pub(super) const READ_BUDGET: usize = 128;
 
 /// One mirrored stream, as its reader follows it.
 #[derive(Debug)]
@@ -143,7 +143,7 @@ pub(super) async fn reader(broker: Arc<Broker>, cluster: Arc<Cluster>, index: us
                 }
                 continue;
             }
-            let count = (READ_BUDGET / regs.len()).clamp(1, 256);
+            let count = (READ_BUDGET / regs.len()).max(1);
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT")
                 .arg(count)

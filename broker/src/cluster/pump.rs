@@ -37,7 +37,7 @@ pub(super) const GROUP: &str = "stompbox";
 const READ_MAX: usize = 64;
 
 /// Most entries one pass reads over all its queues (a bound on a reply's size).
-const READ_BUDGET: usize = 256;
+const READ_BUDGET: usize = 128;
 
 /// How long one blocking read waits for new entries (less when claims are due sooner).
 const BLOCK_MS: u64 = 500;
