@@ -738,7 +738,7 @@ impl Config {
                 .any(|d| d.mode == DestinationMode::Queue)
             {
                 notes.push(
-                    "cluster: queue destinations live in Redis streams; each one keeps about max_pending messages (Redis trims approximately, oldest first, uncounted), and broker.max_pending_total bounds only what a node holds for its own consumers".to_owned(),
+                    "cluster: queue destinations live in Redis streams; each one keeps about max_pending messages (Redis trims approximately, oldest first, uncounted), and broker.max_pending_total bounds only what a node holds for its own consumers; a queue stream nobody consumes expires, undelivered messages included, cluster.key_ttl_ms after its last SEND".to_owned(),
                 );
                 notes.push(
                     "cluster: queue delivery is at-least-once: a message a node took but did not see acknowledged within cluster.claim_idle_ms is delivered again elsewhere".to_owned(),
@@ -750,7 +750,7 @@ impl Config {
                 .any(|d| d.history > 0 || d.retain_last || d.presence)
             {
                 notes.push(
-                    "cluster: history and presence live in Redis streams and hashes; a SUBSCRIBE to such a destination waits for the node to load the stream (its RECEIPT comes once it is served)".to_owned(),
+                    "cluster: history and presence live in Redis streams and hashes; a SUBSCRIBE to such a destination waits for the node to load the stream (its RECEIPT comes once it is served); a history or retained value nobody publishes to or follows expires after cluster.key_ttl_ms".to_owned(),
                 );
             }
             if self.sockjs.enabled {

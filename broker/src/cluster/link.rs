@@ -336,3 +336,45 @@ fn deliver(broker: &Broker, cluster: &Cluster, m: &redis::Msg, recent: &mut Rece
     }
     broker.deliver_remote(&env);
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use stomp_codec::Headers;
+
+    use super::Cluster;
+    use crate::config::{ClusterConfig, SlowConsumerPolicy};
+
+    #[test]
+    fn the_backlog_is_bounded_in_bytes_as_well_as_in_messages() {
+        let c = Cluster::new(&ClusterConfig {
+            redis: "redis://127.0.0.1:1".into(),
+            password_env: None,
+            tls_ca_file: None,
+            node_id: "n1".into(),
+            channel_prefix: "sb".into(),
+            max_backlog: 1000,
+            max_backlog_bytes: 10_000,
+            redis_connections: 4,
+            key_ttl_ms: 60_000,
+            reconnect_max_ms: 100,
+            claim_idle_ms: 100,
+        })
+        .unwrap();
+        let body = Bytes::from(vec![b'x'; 1000]);
+        let headers = Headers::new();
+        let sent = (0..100)
+            .filter(|i| {
+                let id = i.to_string();
+                c.publish("/t", "/t", &id, SlowConsumerPolicy::Drop, &headers, &body)
+            })
+            .count();
+        // Each pins its body and envelope (about 1,030 bytes), its channel's name and the
+        // fixed overhead (128): 8 fit in 10,000 bytes, far below the 1,000 messages allowed.
+        assert_eq!(sent, 8);
+        assert!(c.backlog_bytes() <= 10_000);
+        // What goes out frees its bytes.
+        c.sent(c.backlog_bytes());
+        assert!(c.publish("/t", "/t", "x", SlowConsumerPolicy::Drop, &headers, &body));
+    }
+}
