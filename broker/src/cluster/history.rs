@@ -128,12 +128,7 @@ pub(super) async fn reader(broker: Arc<Broker>, cluster: Arc<Cluster>, index: us
         let Some(mut con) = retry.connect().await else {
             return;
         };
-        if let Err(e) = shard.identify(&mut con).await {
-            if !retry.failed(&e).await {
-                return;
-            }
-            continue;
-        }
+        shard.identify(&mut con).await;
         loop {
             let regs = shard.snapshot();
             if regs.is_empty() {

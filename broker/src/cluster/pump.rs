@@ -190,11 +190,8 @@ pub(super) async fn reader(broker: Arc<Broker>, cluster: Arc<Cluster>, index: us
             return;
         };
         // Groups again: Redis may have restarted without them.
-        let ready = match shard.identify(&mut con).await {
-            Ok(()) => create_groups(&cluster, &mut con, &shard.keys()).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = ready {
+        shard.identify(&mut con).await;
+        if let Err(e) = create_groups(&cluster, &mut con, &shard.keys()).await {
             if !retry.failed(&e).await {
                 return;
             }

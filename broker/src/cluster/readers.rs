@@ -123,11 +123,17 @@ impl<T> Shard<T> {
         self.wake.notified().await;
     }
 
-    /// Learns the reader connection's id, for `CLIENT UNBLOCK`.
-    pub(super) async fn identify(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(con).await?;
+    /// Learns the reader connection's id, for `CLIENT UNBLOCK`. A Redis user not allowed
+    /// `CLIENT ID` still reads; its wake-ups wait for the block to time out instead.
+    pub(super) async fn identify(&self, con: &mut MultiplexedConnection) {
+        let id = match redis::cmd("CLIENT").arg("ID").query_async::<i64>(con).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: CLIENT ID refused; reads are woken only by their timeout");
+                -1
+            }
+        };
         self.client_id.store(id, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Runs the blocking `cmd` on the reader connection `con`; a poke meanwhile ends it early
