@@ -50,23 +50,13 @@ pub(crate) async fn history_tail(
         return;
     };
     let key = cluster.history_stream(history.destination());
-    let mut retry = Retry::new(&broker, &cluster, "history", None);
-    let position = loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let Some(mut shared) = retry.commands().await else {
-            return;
-        };
-        match load(&broker, &history, generation, &key, &mut shared.con).await {
-            Ok(Some(newest)) => break newest,
-            Ok(None) => return,
-            Err(e) => {
-                if !retry.command_failed(&shared, &e).await {
-                    return;
-                }
-            }
-        }
+    // Boxed: the loading state is freed once loaded, so the task that waits for `stop` stays
+    // small.
+    let loaded = Box::pin(load_until_done(
+        &broker, &cluster, &history, generation, &key, &stop,
+    ));
+    let Some(position) = loaded.await else {
+        return;
     };
     let reg = Arc::new(HistoryReg {
         history,
@@ -76,6 +66,33 @@ pub(crate) async fn history_tail(
     cluster.histories.register(&key, Arc::clone(&reg));
     stop.cancelled().await;
     cluster.histories.unregister(&key, &reg);
+}
+
+/// Loads the stream, retrying until it works: the position to follow from, or `None` when
+/// the mirror is no longer wanted (stale, stopped, shutdown).
+async fn load_until_done(
+    broker: &Broker,
+    cluster: &Cluster,
+    history: &History,
+    generation: u64,
+    key: &str,
+    stop: &CancellationToken,
+) -> Option<String> {
+    let mut retry = Retry::new(broker, cluster, "history", None);
+    loop {
+        if stop.is_cancelled() {
+            return None;
+        }
+        let mut shared = retry.commands().await?;
+        match load(broker, history, generation, key, &mut shared.con).await {
+            Ok(found) => return found,
+            Err(e) => {
+                if !retry.command_failed(&shared, &e).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Loads the newest entries (and the one before them, so a client positioned there is known

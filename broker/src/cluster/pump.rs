@@ -75,22 +75,10 @@ pub(super) async fn run(
     stop: CancellationToken,
 ) {
     let key = cluster.stream(queue.name());
-    let mut retry = Retry::new(&broker, &cluster, "queue", None);
-    loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let Some(mut shared) = retry.commands().await else {
-            return;
-        };
-        match create_groups(&cluster, &mut shared.con, std::slice::from_ref(&key)).await {
-            Ok(()) => break,
-            Err(e) => {
-                if !retry.command_failed(&shared, &e).await {
-                    return;
-                }
-            }
-        }
+    // Boxed, as is each refresh: their state is freed when done, so the waiting task stays
+    // small.
+    if !Box::pin(create_until_done(&broker, &cluster, &key, &stop)).await {
+        return;
     }
     let reg = Arc::new(QueueReg {
         queue: Arc::clone(&queue),
@@ -112,7 +100,7 @@ pub(super) async fn run(
                 // What this node still holds for its consumers is not idle: say so, so no
                 // other node claims it while a consumer here works through it (however long
                 // that takes, as long as this node lives).
-                if let Err(e) = refresh(&cluster, &key).await {
+                if let Err(e) = Box::pin(refresh(&cluster, &key)).await {
                     broker.metrics.cluster_error();
                     tracing::debug!(error = %e, "cluster: refreshing held queue entries failed");
                 }
@@ -120,6 +108,32 @@ pub(super) async fn run(
         }
     }
     cluster.queues.unregister(&key, &reg);
+}
+
+/// Creates `key`'s group, retrying until it works; `false` when no longer wanted.
+async fn create_until_done(
+    broker: &Broker,
+    cluster: &Cluster,
+    key: &str,
+    stop: &CancellationToken,
+) -> bool {
+    let mut retry = Retry::new(broker, cluster, "queue", None);
+    loop {
+        if stop.is_cancelled() {
+            return false;
+        }
+        let Some(mut shared) = retry.commands().await else {
+            return false;
+        };
+        match create_groups(cluster, &mut shared.con, &[key.to_owned()]).await {
+            Ok(()) => return true,
+            Err(e) => {
+                if !retry.command_failed(&shared, &e).await {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Creates the consumer group of each of `keys` (and the stream, with its expiry) unless it

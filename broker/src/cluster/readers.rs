@@ -171,3 +171,51 @@ impl<T> Shard<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::{Cluster, history, pump};
+    use crate::config::{ClusterConfig, Config};
+    use crate::history::Keep;
+
+    /// What a destination with local subscribers costs the node besides its table entry: its
+    /// task's state, small while it waits (docs/cluster.md counts 1 KiB with the task's
+    /// header and the entry).
+    #[test]
+    fn a_mirrored_or_served_destination_costs_a_small_task() {
+        let broker = crate::Broker::new(Config::default()).unwrap();
+        let cluster = Arc::new(
+            Cluster::new(&ClusterConfig {
+                redis: "redis://127.0.0.1:1".into(),
+                password_env: None,
+                tls_ca_file: None,
+                node_id: "n1".into(),
+                channel_prefix: "sb".into(),
+                max_backlog: 10,
+                max_backlog_bytes: 1 << 20,
+                redis_connections: 4,
+                key_ttl_ms: 60_000,
+                reconnect_max_ms: 100,
+                claim_idle_ms: 100,
+            })
+            .unwrap(),
+        );
+        let stop = CancellationToken::new();
+        let queue = broker.queues.get_or_create("/queue/a", 10);
+        let pump = pump::run(Arc::clone(&broker), cluster, queue, stop.clone());
+        let keep = Keep {
+            messages: 5,
+            ttl: None,
+            retain_last: false,
+        };
+        let h = broker.histories.get_or_create("/topic/a", keep);
+        let mirror = history::history_tail(Arc::clone(&broker), h, stop, 1);
+        let sizes = (std::mem::size_of_val(&pump), std::mem::size_of_val(&mirror));
+        // 400 and 184 bytes in a debug build.
+        assert!(sizes.0 <= 512 && sizes.1 <= 512, "{sizes:?}");
+    }
+}
