@@ -156,11 +156,19 @@ impl Broker {
         });
         let registry = Registry::new(router.separator());
         let b = &config.broker;
-        let queues = Queues::new(
+        let mut queues = Queues::new(
             b.max_pending_total,
             b.max_pending_total_bytes,
             b.share_of(b.max_pending_total_bytes),
         );
+        if let Some(c) = &cluster {
+            let c = Arc::clone(c);
+            queues = queues.with_drop_hook(crate::queue::DropHook::new(move |msg| {
+                if let Some(r) = &msg.stream {
+                    c.release(r);
+                }
+            }));
+        }
         let histories =
             crate::history::Histories::new(b.history_max_bytes, b.share_of(b.history_max_bytes));
         let sessions_budget = Budget::new(b.sessions_max_bytes, None);

@@ -41,6 +41,24 @@ struct Pending {
     _owner: Option<Charge>,
 }
 
+/// Told about every waiting message a queue drops (a bound, eviction, expiry), so a cluster
+/// can let another node claim the Redis entries this node no longer holds.
+#[derive(Clone)]
+pub struct DropHook(Arc<dyn Fn(&Published) + Send + Sync>);
+
+impl DropHook {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(&Published) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for DropHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DropHook")
+    }
+}
+
 /// Why a message was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
@@ -86,6 +104,8 @@ pub struct Queue {
     max_total: usize,
     /// This queue's bytes, inside the budget of all queues.
     budget: Arc<Budget>,
+    /// Told about dropped messages.
+    on_drop: Option<DropHook>,
     /// When it was last published to or consumed from (ms since the epoch).
     last_used: AtomicU64,
     /// Signalled when consumers gain credit (the cluster's stream reader waits on it).
@@ -156,12 +176,23 @@ impl Queue {
                 && (self.total_pending.load(Ordering::Relaxed) > self.max_total
                     || self.budget.over()))
         {
-            st.pending.pop_front();
-            self.total_pending.fetch_sub(1, Ordering::Relaxed);
+            self.drop_oldest(&mut st);
             dropped += 1;
         }
         let delivered = self.dispatch(&mut st);
         QueueOutcome { delivered, dropped }
+    }
+
+    /// Drops the oldest waiting message; `false` when there is none.
+    fn drop_oldest(&self, st: &mut State) -> bool {
+        let Some(p) = st.pending.pop_front() else {
+            return false;
+        };
+        self.total_pending.fetch_sub(1, Ordering::Relaxed);
+        if let Some(hook) = &self.on_drop {
+            (hook.0)(&p.msg);
+        }
+        true
     }
 
     /// Charges the queue's overhead while it holds messages, and gives it back when it
@@ -186,10 +217,9 @@ impl Queue {
     fn shed(&self, all: &Budget, target: usize) -> usize {
         let mut st = self.lock();
         let mut n = 0;
-        while all.used() > target && st.pending.pop_front().is_some() {
+        while all.used() > target && self.drop_oldest(&mut st) {
             n += 1;
         }
-        self.total_pending.fetch_sub(n, Ordering::Relaxed);
         self.account(&mut st);
         n
     }
@@ -372,6 +402,8 @@ pub struct Queues {
     share: usize,
     /// Set while one thread runs `enforce`: others need not sort the same queues again.
     enforcing: std::sync::atomic::AtomicBool,
+    /// Given to every queue.
+    on_drop: Option<DropHook>,
 }
 
 impl Queues {
@@ -385,7 +417,14 @@ impl Queues {
             budget: Budget::new(max_bytes, None),
             share,
             enforcing: std::sync::atomic::AtomicBool::new(false),
+            on_drop: None,
         }
+    }
+
+    /// Tells `hook` about every waiting message a queue drops.
+    pub fn with_drop_hook(mut self, hook: DropHook) -> Self {
+        self.on_drop = Some(hook);
+        self
     }
 
     fn new_queue(&self, name: &str, max_pending: usize) -> Arc<Queue> {
@@ -396,6 +435,7 @@ impl Queues {
             total_pending: Arc::clone(&self.total_pending),
             max_total: self.max_total,
             budget: Budget::new(self.share, Some(Arc::clone(&self.budget))),
+            on_drop: self.on_drop.clone(),
             last_used: AtomicU64::new(crate::history::now_ms()),
             credit: Notify::new(),
         })
@@ -499,11 +539,10 @@ impl Queues {
                 return true;
             }
             let mut st = q.lock();
-            let n = st.pending.len();
-            st.pending.clear();
+            while q.drop_oldest(&mut st) {
+                dropped += 1;
+            }
             st.overhead = None;
-            self.total_pending.fetch_sub(n, Ordering::Relaxed);
-            dropped += n;
             false
         });
         dropped

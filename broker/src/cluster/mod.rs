@@ -356,6 +356,19 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// A queue message was dropped here (a bound, eviction, expiry): no longer held, so
+    /// another node claims it after `claim_idle_ms` instead of this one refreshing it forever.
+    pub fn release(&self, r: &StreamRef) {
+        if let Some(set) = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&r.key)
+        {
+            set.remove(&r.id);
+        }
+    }
+
     /// A queue message was acknowledged by its consumer: done in Redis too.
     pub fn acknowledge(&self, r: &StreamRef) {
         if let Some(set) = self
