@@ -266,10 +266,7 @@ impl History {
     fn evict(&self, st: &mut State) {
         let now = now_ms();
         let cap = self.keep.capacity();
-        loop {
-            let Some(front) = st.entries.front() else {
-                break;
-            };
+        while let Some(front) = st.entries.front() {
             let too_many = st.entries.len() > cap;
             let too_old = self
                 .keep
