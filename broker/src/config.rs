@@ -846,15 +846,8 @@ impl Config {
         if self.stomp.max_unacked == 0 {
             return invalid("stomp.max_unacked must be at least 1".into());
         }
-        if self.stomp.max_unacked_bytes < self.stomp.max_frame_size
-            || self.stomp.max_transaction_bytes < self.stomp.max_frame_size
-            || self.app.max_pending_bytes < self.stomp.max_frame_size
-        {
-            return invalid(
-                "stomp.max_unacked_bytes, stomp.max_transaction_bytes and app.max_pending_bytes must be at least stomp.max_frame_size"
-                    .into(),
-            );
-        }
+        // stomp.max_unacked_bytes, max_transaction_bytes and app.max_pending_bytes may be below
+        // max_frame_size: an empty budget always takes one item, so one frame always fits.
         if !(1..=100).contains(&self.broker.max_share_percent)
             || !(1..=100).contains(&self.broker.max_client_share_percent)
         {
