@@ -6,155 +6,16 @@
 //! Needs `redis-server` on the PATH (the test command installs Debian's when missing).
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_fixtures;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
 use broker::client::{Client, Event};
 use common::*;
+use redis_fixtures::*;
 use stomp_codec::{Command, Frame};
-
-const BIN: &str = env!("CARGO_BIN_EXE_stompbox");
-
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_port(port: u16) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually("the process listens", || async {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-}
-
-/// A redis-server with `args` (which say where it listens), once `port` accepts.
-async fn redis_server(port: u16, args: &[String]) -> Proc {
-    let child = Process::new("redis-server")
-        .args(args)
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on the PATH (apt-get install redis-server)");
-    let p = Proc(child);
-    wait_port(port).await;
-    p
-}
-
-/// A plain redis-server on `port`.
-async fn redis(port: u16) -> Proc {
-    redis_server(port, &["--port".into(), port.to_string()]).await
-}
-
-struct Node {
-    /// Killed with the node.
-    _proc: Proc,
-    port: u16,
-}
-
-impl Node {
-    async fn start(name: &str, redis_port: u16, dir: &std::path::Path, users: &str) -> Self {
-        let config = format!(
-            "[[destinations]]\npattern = \"/queue/**\"\nmode = \"queue\"\n\n\
-             [[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\n\n\
-             [[destinations]]\npattern = \"/topic/last/*\"\nretain_last = true\n\n\
-             [[destinations]]\npattern = \"/topic/room/*\"\npresence = true\n\n\
-             [cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{name}\"\n\
-             reconnect_max_ms = 200\nclaim_idle_ms = 1000\n\n{users}"
-        );
-        Self::spawn(name, dir, &config, &[]).await
-    }
-
-    /// A node with `config` (all but `[server]`) and `env`, once it listens.
-    async fn spawn(name: &str, dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[server]\nwebsocket = \"127.0.0.1:{port}\"\nshutdown_grace_ms = 1000\n\n{config}"
-            ),
-        )
-        .unwrap();
-        let child = Process::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let proc = Proc(child);
-        wait_port(port).await;
-        Self { _proc: proc, port }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().unwrap()
-    }
-
-    async fn client(&self, headers: &[(&str, &str)]) -> Client {
-        let mut c = Client::websocket(&self.url(), &[]).await.unwrap();
-        c.connect(headers).await.unwrap();
-        c
-    }
-}
-
-/// The bodies of the next MESSAGE frames on `c` until one with body `last` (bounded).
-async fn bodies_until(c: &mut Client, last: &str) -> Vec<String> {
-    let mut got = Vec::new();
-    for _ in 0..10_000 {
-        let f = c.expect(Command::Message, WAIT).await.unwrap();
-        let body = String::from_utf8_lossy(&f.body).into_owned();
-        let done = body == last;
-        got.push(body);
-        if done {
-            return got;
-        }
-    }
-    panic!("never got {last}");
-}
-
-/// Waits until a message published on `from` to `destination` reaches `to` (subscribed to
-/// it): Redis subscriptions are set up asynchronously after SUBSCRIBE's receipt. Returns
-/// once the link works, having drained the probes.
-async fn linked(from: &mut Client, to: &mut Client, destination: &str) {
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    for i in 0..200 {
-        let probe = format!("probe-{call}-{i}");
-        from.publish(destination, &probe).await.unwrap();
-        if let Ok(Event::Frame(f)) = to.next_event(Duration::from_millis(50)).await
-            && f.command == Command::Message
-        {
-            // Drain the probes still in flight, up to a marker.
-            let marker = format!("marker-{call}-{i}");
-            from.publish(destination, &marker).await.unwrap();
-            bodies_until(to, &marker).await;
-            return;
-        }
-    }
-    panic!("no link from one node to the other on {destination}");
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("stompbox-cluster-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `[auth]` with the user alice (password "pw") besides anonymous sessions.
 fn alice_user() -> String {

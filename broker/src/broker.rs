@@ -101,8 +101,8 @@ pub struct Broker {
     pub histories: crate::history::Histories,
     /// Who is subscribed to destinations with presence.
     pub presence: crate::presence::Presence,
-    /// Bytes all connections hold in transactions, unsettled deliveries and application
-    /// messages (`[broker] sessions_max_bytes`); each connection's budgets sit inside it.
+    /// Bytes all connections hold in transactions and application messages (`[broker]
+    /// sessions_max_bytes`); each connection's budgets for them sit inside it.
     pub sessions_budget: Arc<Budget>,
     ids: MessageIds,
     next_conn: AtomicU64,
@@ -156,11 +156,19 @@ impl Broker {
         });
         let registry = Registry::new(router.separator());
         let b = &config.broker;
-        let queues = Queues::new(
+        let mut queues = Queues::new(
             b.max_pending_total,
             b.max_pending_total_bytes,
             b.share_of(b.max_pending_total_bytes),
         );
+        if let Some(c) = &cluster {
+            let c = Arc::clone(c);
+            queues = queues.with_drop_hook(crate::queue::DropHook::new(move |msg| {
+                if let Some(r) = &msg.stream {
+                    c.release(r);
+                }
+            }));
+        }
         let histories =
             crate::history::Histories::new(b.history_max_bytes, b.share_of(b.history_max_bytes));
         let sessions_budget = Budget::new(b.sessions_max_bytes, None);
@@ -291,13 +299,25 @@ impl Broker {
         headers: &Headers,
         body: Bytes,
     ) -> Result<PublishOutcome, PublishError> {
+        self.publish_as(destination, headers, body, None)
+    }
+
+    /// As `publish`, charging what queues and histories keep to a client's `shares` (an
+    /// application route publishing for its sender).
+    pub(crate) fn publish_as(
+        &self,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+        shares: Option<&Shares>,
+    ) -> Result<PublishOutcome, PublishError> {
         self.router.check_limits(destination)?;
         let outcome = self.publish_routed(
             self.router.route(destination),
             destination,
             headers,
             body,
-            None,
+            shares,
         )?;
         self.metrics.published.inc();
         self.metrics.delivered.inc_by(outcome.delivered as u64);
@@ -676,11 +696,19 @@ impl Broker {
     ) -> PublishOutcome {
         let mut shared = SharedFrames::default();
         let mut outcome = PublishOutcome::default();
+        let mut companion_of: Option<Option<&str>> = None;
         self.registry.for_each_match_in(destination, which, |sub| {
-            if let Some(who) = &sub.guard
-                && !self.may_subscribe(destination, Some(who))
-            {
-                return;
+            if let Some(who) = &sub.guard {
+                // What the destination is (a presence companion or not) is the same for every
+                // subscriber: looked up once per fan-out, at the first guarded one.
+                let base = *companion_of.get_or_insert_with(|| self.presence_base(destination));
+                let allowed = self
+                    .access
+                    .allows(Action::Subscribe, destination, Some(who))
+                    && base.is_none_or(|b| self.access.allows(Action::Subscribe, b, Some(who)));
+                if !allowed {
+                    return;
+                }
             }
             // The first message after a resume that found a gap says so.
             let gap = sub

@@ -47,9 +47,15 @@ impl Budget {
     }
 
     /// Charges `bytes` if this budget and every ancestor have room. An empty budget always
-    /// takes one charge, however large, so a single item larger than the limit still moves
-    /// (the limit bounds accumulation, not the size of one item, which other limits bound).
+    /// takes one charge, however large and however full its ancestors are: a single item
+    /// larger than the limit still moves (other limits bound one item's size), and every
+    /// holder keeps a minimum nobody else can take from it, so clients filling the shared
+    /// budget cannot stop another client that holds nothing.
     pub fn try_charge(self: &Arc<Self>, bytes: usize) -> Option<Charge> {
+        if self.used() == 0 {
+            // Racing charges of the same holder may both see it empty: each is one item.
+            return Some(self.force_charge(bytes));
+        }
         self.try_take(bytes).then(|| Charge {
             budget: Arc::clone(self),
             bytes,
@@ -134,14 +140,12 @@ mod tests {
         assert_eq!((a.used(), b.used(), all.used()), (50, 40, 90));
         drop(c1);
         assert_eq!(all.used(), 40);
-        assert!(
-            a.try_charge(1_000).is_none(),
-            "a is empty, its parent is not"
-        );
-        drop(c2);
-        let big = a.try_charge(1_000).expect("empty budgets take one item");
+        let big = a
+            .try_charge(1_000)
+            .expect("an empty budget takes one item, however full its parent");
         assert!(all.over());
-        drop(big);
+        assert!(a.try_charge(1).is_none(), "but only one");
+        drop((big, c2));
         assert_eq!((a.used(), b.used(), all.used()), (0, 0, 0));
         let f = a.force_charge(500);
         assert!(a.over() && all.over());

@@ -96,6 +96,18 @@ pub struct ClusterConfig {
     /// dropped for other nodes (local delivery goes on) and counted.
     #[serde(default = "default_cluster_backlog")]
     pub max_backlog: usize,
+    /// The same backlog bounded in bytes (each message at the size it pins: its encoded
+    /// form, its Redis key and a fixed overhead).
+    #[serde(default = "default_cluster_backlog_bytes")]
+    pub max_backlog_bytes: usize,
+    /// Connections this node opens to Redis, whatever clients do: one for pub/sub, one for
+    /// commands, the rest read history and queue streams (each covers many streams).
+    #[serde(default = "default_redis_connections")]
+    pub redis_connections: usize,
+    /// Per-destination keys (queue and history streams, presence hashes) expire after this
+    /// long without use: no write, and no node following or serving them.
+    #[serde(default = "default_key_ttl_ms")]
+    pub key_ttl_ms: u64,
     /// Longest wait between reconnection attempts (the backoff starts at 50 ms).
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
@@ -112,6 +124,18 @@ fn default_channel_prefix() -> String {
 
 fn default_cluster_backlog() -> usize {
     10_000
+}
+
+fn default_cluster_backlog_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_redis_connections() -> usize {
+    4
+}
+
+fn default_key_ttl_ms() -> u64 {
+    86_400_000
 }
 
 fn default_reconnect_max_ms() -> u64 {
@@ -682,9 +706,9 @@ pub struct BrokerConfig {
     /// A queue or history that nobody consumes and nobody publishes to for this long is
     /// forgotten with what it holds (counted as dropped, `reason="expired"`).
     pub idle_expiry_ms: u64,
-    /// Bytes all connections together may hold in open transactions, unsettled deliveries
-    /// and application messages waiting for their handler. Past it such frames are refused
-    /// (ERROR) and deliveries wait, as at a connection's own limit.
+    /// Bytes all connections together may hold in open transactions and application messages
+    /// waiting for their handler. Past it such frames are refused as at a connection's own
+    /// limit, except for a connection that holds none yet (its first one always fits).
     pub sessions_max_bytes: usize,
 }
 
@@ -777,7 +801,7 @@ impl Config {
                 .any(|d| d.mode == DestinationMode::Queue)
             {
                 notes.push(
-                    "cluster: queue destinations live in Redis streams; each one keeps about max_pending messages (Redis trims approximately, oldest first, uncounted), and broker.max_pending_total bounds only what a node holds for its own consumers".to_owned(),
+                    "cluster: queue destinations live in Redis streams; each one keeps about max_pending messages (Redis trims approximately, oldest first, uncounted), and broker.max_pending_total bounds only what a node holds for its own consumers; a queue stream nobody consumes expires, undelivered messages included, cluster.key_ttl_ms after its last SEND".to_owned(),
                 );
                 notes.push(
                     "cluster: queue delivery is at-least-once: a message a node took but did not see acknowledged within cluster.claim_idle_ms is delivered again elsewhere".to_owned(),
@@ -789,7 +813,7 @@ impl Config {
                 .any(|d| d.history > 0 || d.retain_last || d.presence)
             {
                 notes.push(
-                    "cluster: history and presence live in Redis streams and hashes; a SUBSCRIBE to such a destination waits for the node to load the stream (its RECEIPT comes once it is served)".to_owned(),
+                    "cluster: history and presence live in Redis streams and hashes; a SUBSCRIBE to such a destination waits for the node to load the stream (its RECEIPT comes once it is served); a history or retained value nobody publishes to or follows expires after cluster.key_ttl_ms".to_owned(),
                 );
             }
             if self.sockjs.enabled {
@@ -822,15 +846,8 @@ impl Config {
         if self.stomp.max_unacked == 0 {
             return invalid("stomp.max_unacked must be at least 1".into());
         }
-        if self.stomp.max_unacked_bytes < self.stomp.max_frame_size
-            || self.stomp.max_transaction_bytes < self.stomp.max_frame_size
-            || self.app.max_pending_bytes < self.stomp.max_frame_size
-        {
-            return invalid(
-                "stomp.max_unacked_bytes, stomp.max_transaction_bytes and app.max_pending_bytes must be at least stomp.max_frame_size"
-                    .into(),
-            );
-        }
+        // stomp.max_unacked_bytes, max_transaction_bytes and app.max_pending_bytes may be below
+        // max_frame_size: an empty budget always takes one item, so one frame always fits.
         if !(1..=100).contains(&self.broker.max_share_percent)
             || !(1..=100).contains(&self.broker.max_client_share_percent)
         {
@@ -842,9 +859,9 @@ impl Config {
         if self.broker.idle_expiry_ms < 1_000 {
             return invalid("broker.idle_expiry_ms must be at least 1000".into());
         }
-        if self.broker.sessions_max_bytes < self.stomp.max_unacked_bytes {
+        if self.broker.sessions_max_bytes < self.stomp.max_transaction_bytes {
             return invalid(
-                "broker.sessions_max_bytes must be at least stomp.max_unacked_bytes".into(),
+                "broker.sessions_max_bytes must be at least stomp.max_transaction_bytes".into(),
             );
         }
         if self.outbox.max_messages == 0 || self.outbox.max_bytes < self.stomp.max_frame_size {
@@ -977,6 +994,31 @@ impl Config {
                         .into(),
                 );
             }
+            if c.max_backlog_bytes < 2 * self.stomp.max_frame_size {
+                return invalid(
+                    "cluster.max_backlog_bytes must be at least twice stomp.max_frame_size (a message must fit)"
+                        .into(),
+                );
+            }
+            if !(4..=64).contains(&c.redis_connections) {
+                return invalid("cluster.redis_connections must be between 4 and 64".into());
+            }
+            if c.key_ttl_ms < 5_000 {
+                return invalid(
+                    "cluster.key_ttl_ms must be at least 5000 (presence is re-asserted every 2 s)"
+                        .into(),
+                );
+            }
+            if let Some(rule) = self
+                .destinations
+                .iter()
+                .find(|r| r.history_ttl_ms > c.key_ttl_ms)
+            {
+                return invalid(format!(
+                    "cluster.key_ttl_ms must be at least every history_ttl_ms ({} for {:?})",
+                    rule.history_ttl_ms, rule.pattern
+                ));
+            }
             if c.channel_prefix.is_empty()
                 || c.node_id.len() > 32
                 || c.node_id.contains([' ', '\n', ':'])
@@ -1098,6 +1140,30 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("websockett"), "{text}");
         assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn cluster_bounds_are_checked() {
+        let cluster = |extra: &str| {
+            Config::from_toml(&format!(
+                "[[destinations]]\npattern = \"/topic/log/*\"\nhistory = 5\nhistory_ttl_ms = 60000\n\n\
+                 [cluster]\nredis = \"redis://127.0.0.1:1\"\n{extra}"
+            ))
+        };
+        let c = cluster("").unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.redis_connections, c.key_ttl_ms, c.max_backlog_bytes),
+            (4, 86_400_000, 16 << 20)
+        );
+        for (extra, says) in [
+            ("redis_connections = 3\n", "redis_connections"),
+            ("key_ttl_ms = 1000\n", "key_ttl_ms"),
+            ("key_ttl_ms = 30000\n", "history_ttl_ms"),
+            ("max_backlog_bytes = 65536\n", "max_backlog_bytes"),
+        ] {
+            let err = cluster(extra).unwrap_err().to_string();
+            assert!(err.contains(says), "{extra}: {err}");
+        }
     }
 
     #[test]

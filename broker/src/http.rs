@@ -106,6 +106,12 @@ async fn route(
             broker.metrics.cluster_up.set(i64::from(
                 broker.cluster.as_ref().is_some_and(|c| c.is_up()),
             ));
+            broker.metrics.cluster_backlog_bytes.set(
+                broker
+                    .cluster
+                    .as_ref()
+                    .map_or(0, |c| c.backlog_bytes() as i64),
+            );
             broker.metrics.history(&broker.histories.totals);
             let m = &broker.metrics;
             m.queued_bytes.set(broker.queues.bytes() as i64);

@@ -187,7 +187,7 @@ pub struct Metrics {
     pub queue_destinations: Gauge,
     /// Destinations with a history.
     pub history_destinations: Gauge,
-    /// Bytes held by sessions (transactions, unacknowledged, application messages).
+    /// Bytes held by sessions (transactions, application messages).
     pub session_held_bytes: Gauge,
     /// SENDs to application destinations that no route handles.
     pub app_unhandled: Counter,
@@ -199,6 +199,8 @@ pub struct Metrics {
     cluster_dropped: Counter,
     /// 1 while the cluster's links to Redis are up (0 when degraded or not clustered).
     pub cluster_up: Gauge,
+    /// Bytes waiting to go to Redis (the cluster backlog).
+    pub cluster_backlog_bytes: Gauge,
     history_messages: Gauge,
     history_bytes: Gauge,
     history_evicted: Counter,
@@ -336,7 +338,7 @@ impl Metrics {
         let session_held_bytes = Gauge::default();
         registry.register(
             "session_held_bytes",
-            "Bytes connections hold in transactions, unacknowledged deliveries and application messages (bounded by broker.sessions_max_bytes)",
+            "Bytes connections hold in open transactions and application messages waiting for their handler (bounded by broker.sessions_max_bytes)",
             session_held_bytes.clone(),
         );
         let app_unhandled = Counter::default();
@@ -398,6 +400,12 @@ impl Metrics {
             "1 while the links to Redis are up",
             cluster_up.clone(),
         );
+        let cluster_backlog_bytes = Gauge::default();
+        registry.register(
+            "cluster_backlog_bytes",
+            "Bytes waiting to go to Redis (bounded by cluster.max_backlog_bytes)",
+            cluster_backlog_bytes.clone(),
+        );
         let history_messages = Gauge::default();
         registry.register(
             "history_messages",
@@ -424,6 +432,7 @@ impl Metrics {
             cluster_errors,
             cluster_dropped,
             cluster_up,
+            cluster_backlog_bytes,
             refused,
             denied,
             app_unhandled,

@@ -123,9 +123,12 @@ impl Outbox {
         }
     }
 
-    /// Notes that a queue passed this connection over for want of unsettled bytes.
+    /// Notes that a queue passed this connection over for want of unsettled bytes, and wakes
+    /// its session, which asks its queues again once acknowledgements give bytes back.
     pub fn starve(&self) {
-        self.starved.store(true, Ordering::Relaxed);
+        if !self.starved.swap(true, Ordering::AcqRel) {
+            self.raise(ITEMS);
+        }
     }
 
     /// Whether a queue passed this connection over since the last call.

@@ -28,7 +28,7 @@ use crate::outbox::{Delivery, Outbound, Outbox, PushError};
 use crate::registry::ConnId;
 
 /// What a queue costs besides its messages (its map entry, lock, deques, notifier), charged
-/// to the budget of all queues while it exists.
+/// to its budget while it holds messages.
 pub const QUEUE_OVERHEAD: usize = 1024;
 
 #[derive(Debug)]
@@ -39,6 +39,24 @@ struct Pending {
     _charge: Charge,
     /// Its bytes in the publishing client's share.
     _owner: Option<Charge>,
+}
+
+/// Told about every waiting message a queue drops (a bound, eviction, expiry), so a cluster
+/// can let another node claim the Redis entries this node no longer holds.
+#[derive(Clone)]
+pub struct DropHook(Arc<dyn Fn(&Published) + Send + Sync>);
+
+impl DropHook {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(&Published) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for DropHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DropHook")
+    }
 }
 
 /// Why a message was refused.
@@ -62,6 +80,9 @@ struct State {
     pending: VecDeque<Pending>,
     consumers: Vec<Consumer>,
     next: usize,
+    /// The queue's own overhead in the budget, charged while it holds messages: a queue with
+    /// none is either consumed (bounded by subscriptions) or forgotten.
+    overhead: Option<Charge>,
 }
 
 /// What happened to a published message.
@@ -83,8 +104,8 @@ pub struct Queue {
     max_total: usize,
     /// This queue's bytes, inside the budget of all queues.
     budget: Arc<Budget>,
-    /// Its own overhead in the budget of all queues.
-    _overhead: Charge,
+    /// Told about dropped messages.
+    on_drop: Option<DropHook>,
     /// When it was last published to or consumed from (ms since the epoch).
     last_used: AtomicU64,
     /// Signalled when consumers gain credit (the cluster's stream reader waits on it).
@@ -155,12 +176,35 @@ impl Queue {
                 && (self.total_pending.load(Ordering::Relaxed) > self.max_total
                     || self.budget.over()))
         {
-            st.pending.pop_front();
-            self.total_pending.fetch_sub(1, Ordering::Relaxed);
+            self.drop_oldest(&mut st);
             dropped += 1;
         }
         let delivered = self.dispatch(&mut st);
         QueueOutcome { delivered, dropped }
+    }
+
+    /// Drops the oldest waiting message; `false` when there is none.
+    fn drop_oldest(&self, st: &mut State) -> bool {
+        let Some(p) = st.pending.pop_front() else {
+            return false;
+        };
+        self.total_pending.fetch_sub(1, Ordering::Relaxed);
+        if let Some(hook) = &self.on_drop {
+            (hook.0)(&p.msg);
+        }
+        true
+    }
+
+    /// Charges the queue's overhead while it holds messages, and gives it back when it
+    /// holds none. Called after every change to `pending`.
+    fn account(&self, st: &mut State) {
+        match (st.pending.is_empty(), st.overhead.is_some()) {
+            (true, true) => st.overhead = None,
+            (false, false) => {
+                st.overhead = Some(self.budget.force_charge(QUEUE_OVERHEAD + self.name.len()));
+            }
+            _ => {}
+        }
     }
 
     fn touch(&self) {
@@ -173,10 +217,10 @@ impl Queue {
     fn shed(&self, all: &Budget, target: usize) -> usize {
         let mut st = self.lock();
         let mut n = 0;
-        while all.used() > target && st.pending.pop_front().is_some() {
+        while all.used() > target && self.drop_oldest(&mut st) {
             n += 1;
         }
-        self.total_pending.fetch_sub(n, Ordering::Relaxed);
+        self.account(&mut st);
         n
     }
 
@@ -248,6 +292,7 @@ impl Queue {
         let n = st.pending.len();
         st.pending.clear();
         self.total_pending.fetch_sub(n, Ordering::Relaxed);
+        self.account(&mut st);
     }
 
     /// Puts messages back at the front, in their original order, marked redelivered. They
@@ -284,13 +329,15 @@ impl Queue {
                 if c.credit == 0 {
                     continue;
                 }
-                match c.outbox.unsettled.try_charge(size) {
-                    Some(charge) => {
-                        chosen = Some(((start + i) % n, charge));
-                        break;
-                    }
-                    // Its session asks again once acknowledgements give bytes back.
-                    None => c.outbox.starve(),
+                // Its session asks again once acknowledgements give bytes back; charged again
+                // after the note, so bytes given back in between are not missed.
+                let charge = c.outbox.unsettled.try_charge(size).or_else(|| {
+                    c.outbox.starve();
+                    c.outbox.unsettled.try_charge(size)
+                });
+                if let Some(charge) = charge {
+                    chosen = Some(((start + i) % n, charge));
+                    break;
                 }
             }
             let Some((idx, charge)) = chosen else {
@@ -322,6 +369,7 @@ impl Queue {
                 }
             }
         }
+        self.account(st);
         delivered
     }
 
@@ -352,6 +400,10 @@ pub struct Queues {
     budget: Arc<Budget>,
     /// Bytes one queue may hold.
     share: usize,
+    /// Set while one thread runs `enforce`: others need not sort the same queues again.
+    enforcing: std::sync::atomic::AtomicBool,
+    /// Given to every queue.
+    on_drop: Option<DropHook>,
 }
 
 impl Queues {
@@ -364,7 +416,15 @@ impl Queues {
             max_total,
             budget: Budget::new(max_bytes, None),
             share,
+            enforcing: std::sync::atomic::AtomicBool::new(false),
+            on_drop: None,
         }
+    }
+
+    /// Tells `hook` about every waiting message a queue drops.
+    pub fn with_drop_hook(mut self, hook: DropHook) -> Self {
+        self.on_drop = Some(hook);
+        self
     }
 
     fn new_queue(&self, name: &str, max_pending: usize) -> Arc<Queue> {
@@ -375,7 +435,7 @@ impl Queues {
             total_pending: Arc::clone(&self.total_pending),
             max_total: self.max_total,
             budget: Budget::new(self.share, Some(Arc::clone(&self.budget))),
-            _overhead: self.budget.force_charge(QUEUE_OVERHEAD + name.len()),
+            on_drop: self.on_drop.clone(),
             last_used: AtomicU64::new(crate::history::now_ms()),
             credit: Notify::new(),
         })
@@ -384,6 +444,8 @@ impl Queues {
     /// The queue for `name`, created on first use.
     pub fn get_or_create(&self, name: &str, max_pending: usize) -> Arc<Queue> {
         if let Some(q) = self.map.get(name) {
+            // Used now, under the map's lock: idle expiry cannot take it from under the caller.
+            q.touch();
             return Arc::clone(&q);
         }
         let entry = self
@@ -441,9 +503,15 @@ impl Queues {
     /// queue) happens at most once per 1/16 of the bound published. One queue's lock at a
     /// time, never while holding one. Returns how many messages it dropped.
     pub fn enforce(&self) -> usize {
-        if !self.budget.over() {
+        if !self.budget.over() || self.enforcing.swap(true, Ordering::AcqRel) {
             return 0;
         }
+        let dropped = self.shed_least_recently_used();
+        self.enforcing.store(false, Ordering::Release);
+        dropped
+    }
+
+    fn shed_least_recently_used(&self) -> usize {
         let target = self.budget.limit() - self.budget.limit() / 16;
         let mut by_age: Vec<(u64, Arc<Queue>)> = self
             .map
@@ -471,10 +539,10 @@ impl Queues {
                 return true;
             }
             let mut st = q.lock();
-            let n = st.pending.len();
-            st.pending.clear();
-            self.total_pending.fetch_sub(n, Ordering::Relaxed);
-            dropped += n;
+            while q.drop_oldest(&mut st) {
+                dropped += 1;
+            }
+            st.overhead = None;
             false
         });
         dropped

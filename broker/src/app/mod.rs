@@ -81,6 +81,9 @@ pub struct AppContext {
     /// Who the access rules see: the sender's identity; `None` when anonymous (or when there
     /// are no rules).
     principal: Option<Arc<crate::auth::Identity>>,
+    /// The sender's shares of queue and history storage, which what the route publishes
+    /// counts against as the sender's own SENDs do.
+    shares: Option<crate::broker::Shares>,
 }
 
 /// An owned [`Owner`]: who the sender is, for replies.
@@ -115,11 +118,13 @@ impl AppContext {
         broker: Arc<Broker>,
         identity: OwnerName,
         principal: Option<Arc<crate::auth::Identity>>,
+        shares: Option<crate::broker::Shares>,
     ) -> Self {
         Self {
             broker,
             identity,
             principal,
+            shares,
         }
     }
 
@@ -151,7 +156,7 @@ impl AppContext {
         self.check(destination)?;
         let p = payload.into();
         self.broker
-            .publish(destination, &p.headers(), p.body)
+            .publish_as(destination, &p.headers(), p.body, self.shares.as_ref())
             .map(drop)
     }
 

@@ -47,13 +47,19 @@ impl Worker {
         broker: &Arc<Broker>,
         identity: OwnerName,
         principal: Option<Arc<crate::auth::Identity>>,
+        shares: crate::broker::Shares,
         outbox: Arc<Outbox>,
         version: Version,
     ) -> Self {
         let (tx, rx) = mpsc::channel(broker.config.app.max_pending.max(1));
         let state = State {
             broker: Arc::clone(broker),
-            ctx: AppContext::new(Arc::clone(broker), identity.clone(), principal),
+            ctx: AppContext::new(
+                Arc::clone(broker),
+                identity.clone(),
+                principal,
+                Some(shares),
+            ),
             identity,
             outbox,
             version,

@@ -1,11 +1,11 @@
-//! The two long-lived links to Redis: one sends (PUBLISH, XADD, XACK, pipelined in batches,
-//! in order), one receives pub/sub messages for the keys local clients want. Each reconnects
-//! with exponential backoff and marks itself down meanwhile.
+//! The publisher (everything the node sends to Redis, pipelined in order over the shared
+//! command connection) and the pub/sub subscriber (its own connection: one in subscribe mode
+//! can do nothing else). Each retries with exponential backoff and marks itself down
+//! meanwhile.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,11 +13,91 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::codec::Envelope;
-use super::{Cluster, Outgoing, Retry};
+use super::{Cluster, Retry};
 use crate::broker::Broker;
 
-/// Commands sent in one pipeline at most.
+/// Commands taken from the backlog at once.
 const BATCH: usize = 128;
+
+/// A pipeline is sent once it holds this many bytes of arguments (it copies them: this
+/// bounds that copy).
+const PIPE_BYTES: usize = 1 << 20;
+
+/// A command for Redis that does not need an answer, in the order it must be applied.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    Publish {
+        channel: String,
+        payload: Bytes,
+    },
+    XAdd {
+        key: String,
+        payload: Bytes,
+        max_len: usize,
+    },
+    XAck {
+        key: String,
+        id: String,
+    },
+    /// Anything else (a presence script).
+    Command(redis::Cmd),
+}
+
+impl Outgoing {
+    /// Bytes it pins while it waits: its payload and names, plus the queue slot and the
+    /// allocations' bookkeeping.
+    fn size(&self) -> usize {
+        const OVERHEAD: usize = 128;
+        OVERHEAD
+            + match self {
+                Outgoing::Publish { channel, payload } => channel.len() + payload.len(),
+                Outgoing::XAdd { key, payload, .. } => key.len() + payload.len(),
+                Outgoing::XAck { key, id } => key.len() + id.len(),
+                Outgoing::Command(cmd) => cmd.args_iter().map(|a| arg_len(&a)).sum(),
+            }
+    }
+}
+
+fn arg_len(a: &redis::Arg<&[u8]>) -> usize {
+    match a {
+        redis::Arg::Simple(b) => b.len(),
+        // A cursor, or anything a later version adds: a few bytes.
+        _ => 8,
+    }
+}
+
+impl Cluster {
+    /// Queues a command for the publisher link, in order, without waiting. `false` (not
+    /// sent) when the backlog is full, in messages (`max_backlog`) or in bytes
+    /// (`max_backlog_bytes`, the size it pins).
+    pub(super) fn send(&self, what: Outgoing) -> bool {
+        let size = what.size();
+        let reserved = self
+            .backlog_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b + size <= self.max_backlog_bytes).then_some(b + size)
+            })
+            .is_ok();
+        if !reserved {
+            return false;
+        }
+        if self.outgoing.try_send(what).is_err() {
+            self.sent(size);
+            return false;
+        }
+        true
+    }
+
+    /// `size` bytes of the backlog went out (or were dropped).
+    pub(super) fn sent(&self, size: usize) {
+        self.backlog_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+
+    /// Bytes waiting for Redis (for `/metrics`).
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog_bytes.load(Ordering::Relaxed)
+    }
+}
 
 /// Sends what the node has for Redis, in order.
 pub(super) async fn publisher(
@@ -25,81 +105,107 @@ pub(super) async fn publisher(
     cluster: Arc<Cluster>,
     mut rx: mpsc::Receiver<Outgoing>,
 ) {
-    let mut retry = Retry::new(&broker, &cluster, "publish", Some(Duration::from_secs(10)));
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut retry = Retry::new(&broker, &cluster, "publish", None);
+    // Taken from the backlog, not yet sent; still counted in its bytes.
+    let mut batch: VecDeque<Outgoing> = VecDeque::with_capacity(BATCH);
+    let mut buf = Vec::with_capacity(BATCH);
     loop {
-        let Some(mut con) = retry.connect().await else {
+        let Some(mut shared) = retry.commands().await else {
             return;
         };
         cluster.publisher_up.store(true, Ordering::Relaxed);
         retry.worked();
         loop {
-            batch.clear();
-            let n = tokio::select! {
-                biased;
-                n = rx.recv_many(&mut batch, BATCH) => n,
-                _ = broker.shutdown.cancelled() => {
-                    // A last drain of what is already there, so what was accepted before
-                    // shutdown still goes out; then stop.
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(c) => batch.push(c),
-                            Err(_) => break,
+            if batch.is_empty() {
+                let n = tokio::select! {
+                    biased;
+                    n = rx.recv_many(&mut buf, BATCH) => n,
+                    _ = broker.shutdown.cancelled() => {
+                        // A last drain of what is already there, so what was accepted before
+                        // shutdown still goes out; then stop.
+                        while buf.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(c) => buf.push(c),
+                                Err(_) => break,
+                            }
                         }
+                        buf.len()
                     }
-                    batch.len()
+                };
+                if n == 0 {
+                    return;
                 }
-            };
-            if n == 0 {
-                return;
+                batch.extend(buf.drain(..));
             }
-            let mut pipe = redis::pipe();
-            for cmd in batch.drain(..) {
-                match cmd {
-                    Outgoing::Publish { channel, payload } => {
-                        pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
-                    }
-                    Outgoing::XAdd {
-                        key,
-                        payload,
-                        max_len,
-                    } => {
-                        pipe.cmd("XADD")
-                            .arg(key)
-                            .arg("MAXLEN")
-                            .arg("~")
-                            .arg(max_len)
-                            .arg("*")
-                            .arg("m")
-                            .arg(&payload[..])
-                            .ignore();
-                    }
-                    Outgoing::Command(cmd) => {
-                        pipe.add_command(cmd).ignore();
-                    }
-                    Outgoing::XAck { key, id } => {
-                        pipe.cmd("XACK")
-                            .arg(key)
-                            .arg(super::pump::GROUP)
-                            .arg(id)
-                            .ignore();
-                    }
-                }
-            }
-            if let Err(e) = pipe.query_async::<()>(&mut con).await {
-                // The batch is lost for other nodes (local delivery happened); counted.
+            let (pipe, n, size) = pipeline(&cluster, &mut batch);
+            let sent = pipe.query_async::<()>(&mut shared.con).await;
+            cluster.sent(size);
+            if let Err(e) = sent {
+                // Lost for other nodes (local delivery happened), not retried (it may have
+                // been applied); counted.
                 broker.metrics.cluster_dropped(n as u64);
                 cluster.publisher_up.store(false, Ordering::Relaxed);
-                if !retry.failed(&e).await {
+                if !retry.command_failed(&shared, &e).await {
                     return;
                 }
                 break;
             }
-            if broker.shutdown.is_cancelled() && rx.is_empty() {
+            if broker.shutdown.is_cancelled() && batch.is_empty() && rx.is_empty() {
                 return;
             }
         }
     }
+}
+
+/// The next pipeline from the front of `batch`, at most `PIPE_BYTES` (or one command);
+/// returns it, how many messages it carries and the backlog bytes they held.
+fn pipeline(cluster: &Cluster, batch: &mut VecDeque<Outgoing>) -> (redis::Pipeline, usize, usize) {
+    let mut pipe = redis::pipe();
+    let (mut n, mut size) = (0, 0);
+    while let Some(cmd) = batch.front() {
+        if n > 0 && size + cmd.size() > PIPE_BYTES {
+            break;
+        }
+        let Some(cmd) = batch.pop_front() else { break };
+        n += 1;
+        size += cmd.size();
+        match cmd {
+            Outgoing::Publish { channel, payload } => {
+                pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+            }
+            Outgoing::XAdd {
+                key,
+                payload,
+                max_len,
+            } => {
+                pipe.cmd("XADD")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(max_len)
+                    .arg("*")
+                    .arg("m")
+                    .arg(&payload[..])
+                    .ignore();
+                // Written to: alive for another key_ttl_ms.
+                pipe.cmd("PEXPIRE")
+                    .arg(key)
+                    .arg(cluster.key_ttl_ms())
+                    .ignore();
+            }
+            Outgoing::Command(cmd) => {
+                pipe.add_command(cmd).ignore();
+            }
+            Outgoing::XAck { key, id } => {
+                pipe.cmd("XACK")
+                    .arg(key)
+                    .arg(super::pump::GROUP)
+                    .arg(id)
+                    .ignore();
+            }
+        }
+    }
+    (pipe, n, size)
 }
 
 /// Receives other nodes' messages for the keys local clients subscribe to.
@@ -229,4 +335,46 @@ fn deliver(broker: &Broker, cluster: &Cluster, m: &redis::Msg, recent: &mut Rece
         return;
     }
     broker.deliver_remote(&env);
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use stomp_codec::Headers;
+
+    use super::Cluster;
+    use crate::config::{ClusterConfig, SlowConsumerPolicy};
+
+    #[test]
+    fn the_backlog_is_bounded_in_bytes_as_well_as_in_messages() {
+        let c = Cluster::new(&ClusterConfig {
+            redis: "redis://127.0.0.1:1".into(),
+            password_env: None,
+            tls_ca_file: None,
+            node_id: "n1".into(),
+            channel_prefix: "sb".into(),
+            max_backlog: 1000,
+            max_backlog_bytes: 10_000,
+            redis_connections: 4,
+            key_ttl_ms: 60_000,
+            reconnect_max_ms: 100,
+            claim_idle_ms: 100,
+        })
+        .unwrap();
+        let body = Bytes::from(vec![b'x'; 1000]);
+        let headers = Headers::new();
+        let sent = (0..100)
+            .filter(|i| {
+                let id = i.to_string();
+                c.publish("/t", "/t", &id, SlowConsumerPolicy::Drop, &headers, &body)
+            })
+            .count();
+        // Each pins its body and envelope (about 1,030 bytes), its channel's name and the
+        // fixed overhead (128): 8 fit in 10,000 bytes, far below the 1,000 messages allowed.
+        assert_eq!(sent, 8);
+        assert!(c.backlog_bytes() <= 10_000);
+        // What goes out frees its bytes.
+        c.sent(c.backlog_bytes());
+        assert!(c.publish("/t", "/t", "x", SlowConsumerPolicy::Drop, &headers, &body));
+    }
 }

@@ -13,20 +13,28 @@
 //!   acknowledged it (or, for auto-ack, when it was written). Messages a node took but never
 //!   acknowledged (the node died, its consumer vanished) are claimed by another node after
 //!   `claim_idle_ms` (`XAUTOCLAIM`) and delivered again with `redelivered:true`.
+//! - **Connections**: a fixed number per node whatever clients do (`redis_connections`, see
+//!   `conn`): mirrors and pumps are entries in the readers' tables (`readers`), not
+//!   connections.
+//! - **Lifetimes**: every per-destination key (queue and history streams, presence hashes)
+//!   expires after `key_ttl_ms` without use; writes and the nodes that follow it refresh it.
 //! - **Faults**: each link reconnects with exponential backoff; while Redis is away local
-//!   delivery goes on, messages for other nodes wait in a bounded backlog (beyond it they
-//!   are dropped and counted), `/healthz` says `degraded`, and `/metrics` counts failures.
+//!   delivery goes on, messages for other nodes wait in a backlog bounded in messages and in
+//!   bytes (beyond it they are dropped and counted), `/healthz` says `degraded`, and
+//!   `/metrics` counts failures.
 
 mod codec;
+mod conn;
 mod history;
 mod link;
 mod presence;
 mod pump;
+mod readers;
 
 pub(crate) use history::history_tail;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,9 +43,11 @@ use stomp_codec::Headers;
 use tokio::sync::{Notify, mpsc};
 
 pub use codec::Envelope;
+use link::Outgoing;
 
 use crate::config::{ClusterConfig, SlowConsumerPolicy};
 use crate::queue::Queue;
+use conn::Retry;
 
 /// Why the cluster link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -48,26 +58,6 @@ pub enum ClusterError {
     /// `password_env` names an unset variable.
     #[error("cluster.password_env: {0} is not set")]
     Password(String),
-}
-
-/// A command for Redis that does not need an answer, in the order it must be applied.
-#[derive(Debug)]
-enum Outgoing {
-    Publish {
-        channel: String,
-        payload: Bytes,
-    },
-    XAdd {
-        key: String,
-        payload: Bytes,
-        max_len: usize,
-    },
-    XAck {
-        key: String,
-        id: String,
-    },
-    /// Anything else (a presence script).
-    Command(redis::Cmd),
 }
 
 /// Where a queue message came from in Redis, so it can be acknowledged there.
@@ -95,6 +85,17 @@ pub struct Cluster {
     subscriber_up: AtomicBool,
     reconnect_max: Duration,
     claim_idle: Duration,
+    /// Every per-destination key expires after this long without use.
+    key_ttl: Duration,
+    /// Bytes waiting in `outgoing` (or in the batch being sent), and their bound.
+    backlog_bytes: AtomicUsize,
+    max_backlog_bytes: usize,
+    /// The shared command connection.
+    commands: conn::Commands,
+    /// History streams followed here, by reader.
+    histories: readers::Shards<history::HistoryReg>,
+    /// Queue streams served here, by reader.
+    queues: readers::Shards<pump::QueueReg>,
     pumps: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
     /// Stream entries this node took and has not acknowledged yet, by stream: their idle
     /// time in Redis is refreshed, so other nodes claim them only when this node is gone.
@@ -150,6 +151,10 @@ impl Cluster {
             cfg.node_id.clone()
         };
         let (tx, rx) = mpsc::channel(cfg.max_backlog);
+        // Pub/sub and commands take one connection each; the rest read, histories (and
+        // presence) first, then queues, alternately.
+        let readers = cfg.redis_connections.saturating_sub(2).max(2);
+        let (history_readers, queue_readers) = (readers.div_ceil(2), readers / 2);
         let instance = {
             use std::hash::{BuildHasher, Hasher};
             let r = std::hash::RandomState::new().build_hasher().finish();
@@ -169,6 +174,12 @@ impl Cluster {
             subscriber_up: AtomicBool::new(false),
             reconnect_max: Duration::from_millis(cfg.reconnect_max_ms),
             claim_idle: Duration::from_millis(cfg.claim_idle_ms),
+            key_ttl: Duration::from_millis(cfg.key_ttl_ms),
+            backlog_bytes: AtomicUsize::new(0),
+            max_backlog_bytes: cfg.max_backlog_bytes,
+            commands: conn::Commands::new(),
+            histories: readers::Shards::new(history_readers),
+            queues: readers::Shards::new(queue_readers),
             pumps: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
         })
@@ -321,23 +332,9 @@ impl Cluster {
         )
     }
 
-    /// Queues a command for the publisher link, in order, without waiting.
-    fn send(&self, what: Outgoing) -> bool {
-        self.outgoing.try_send(what).is_ok()
-    }
-
-    /// A multiplexed connection whose requests time out after `response_timeout` (`None`:
-    /// never; the pump's blocking reads need longer than the client's default of 500 ms).
-    async fn connect(
-        &self,
-        response_timeout: Option<Duration>,
-    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(response_timeout);
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+    /// Per-destination keys' expiry, in milliseconds.
+    fn key_ttl_ms(&self) -> u64 {
+        self.key_ttl.as_millis() as u64
     }
 
     fn hold(&self, r: &StreamRef) {
@@ -357,6 +354,19 @@ impl Cluster {
             .get(key)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// A queue message was dropped here (a bound, eviction, expiry): no longer held, so
+    /// another node claims it after `claim_idle_ms` instead of this one refreshing it forever.
+    pub fn release(&self, r: &StreamRef) {
+        if let Some(set) = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&r.key)
+        {
+            set.remove(&r.id);
+        }
     }
 
     /// A queue message was acknowledged by its consumer: done in Redis too.
@@ -431,6 +441,16 @@ impl Cluster {
         broker
             .tracker
             .spawn(presence::liveness(Arc::clone(broker), Arc::clone(self)));
+        for i in 0..self.histories.len() {
+            broker
+                .tracker
+                .spawn(history::reader(Arc::clone(broker), Arc::clone(self), i));
+        }
+        for i in 0..self.queues.len() {
+            broker
+                .tracker
+                .spawn(pump::reader(Arc::clone(broker), Arc::clone(self), i));
+        }
     }
 }
 
@@ -455,71 +475,6 @@ fn escape_glob(s: &str) -> String {
     out
 }
 
-/// How one long-lived link to Redis recovers: failures are counted and logged, then it waits
-/// (50 ms, doubling up to `reconnect_max_ms`) before trying again. Shutdown ends the wait.
-struct Retry<'a> {
-    broker: &'a crate::Broker,
-    cluster: &'a Cluster,
-    what: &'static str,
-    response_timeout: Option<Duration>,
-    backoff: Duration,
-}
-
-impl<'a> Retry<'a> {
-    const FIRST: Duration = Duration::from_millis(50);
-
-    fn new(
-        broker: &'a crate::Broker,
-        cluster: &'a Cluster,
-        what: &'static str,
-        response_timeout: Option<Duration>,
-    ) -> Self {
-        Self {
-            broker,
-            cluster,
-            what,
-            response_timeout,
-            backoff: Self::FIRST,
-        }
-    }
-
-    /// A connection, trying until one works; `None` at shutdown.
-    async fn connect(&mut self) -> Option<redis::aio::MultiplexedConnection> {
-        loop {
-            match self.cluster.connect(self.response_timeout).await {
-                Ok(c) => return Some(c),
-                Err(e) => {
-                    if !self.failed(&e).await {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The link worked: the next failure starts the backoff afresh.
-    fn worked(&mut self) {
-        self.backoff = Self::FIRST;
-    }
-
-    /// A failure: counted, logged, then the pause. `false` at shutdown.
-    async fn failed(&mut self, e: &(dyn std::fmt::Display + Sync)) -> bool {
-        self.broker.metrics.cluster_error();
-        tracing::warn!(error = %e, link = self.what, "cluster: Redis link failed; retrying");
-        self.pause().await
-    }
-
-    /// The pause before the next attempt. `false` at shutdown.
-    async fn pause(&mut self) -> bool {
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.cluster.reconnect_max);
-        tokio::select! {
-            _ = self.broker.shutdown.cancelled() => false,
-            _ = tokio::time::sleep(wait) => true,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +488,9 @@ mod tests {
             node_id: "n1".into(),
             channel_prefix: "sb".into(),
             max_backlog: 10,
+            max_backlog_bytes: 1 << 20,
+            redis_connections: 4,
+            key_ttl_ms: 60_000,
             reconnect_max_ms: 100,
             claim_idle_ms: 100,
         })

@@ -10,6 +10,10 @@
 //!
 //! An instance that dies stops refreshing its key; the nodes that watch a destination sweep
 //! its fields away within seconds and announce the departure.
+//!
+//! Each script also renews both keys' expiry (`key_ttl_ms`, passed as the last argument), and
+//! the same task keeps every stream this node reads alive: a destination's keys outlive the
+//! last node that uses it by at most `key_ttl_ms`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,10 +56,15 @@ local function state(hash, prefix, kind, dest, who)
     .. ',"user":' .. user .. ',"sessions":' .. sessions .. ',"anonymous":' .. anon
     .. ',"members":[' .. table.concat(list, ',') .. ']}'
 end
+local function touch(ttl)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 "#;
 
 /// KEYS: hash, companion stream. ARGV: field, count (this instance's, absolute: a lost
-/// command is repaired by the next one or by the resync), type, user, destination, prefix.
+/// command is repaired by the next one or by the resync), type, user, destination, prefix,
+/// expiry.
 const CHANGE: &str = r#"
 if tonumber(ARGV[2]) <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -64,10 +73,11 @@ else
 end
 local ev = state(KEYS[1], ARGV[6], ARGV[3], ARGV[5], ARGV[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', ev)
+touch(ARGV[#ARGV])
 return 1
 "#;
 
-/// KEYS: hash, companion stream. ARGV: prefix, destination. Removes dead instances' fields
+/// KEYS: hash, companion stream. ARGV: prefix, destination, expiry. Removes dead instances' fields
 /// and, when there were any, announces the new list.
 const SWEEP: &str = r#"
 local all = redis.call('HKEYS', KEYS[1])
@@ -83,16 +93,17 @@ end
 if gone > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', state(KEYS[1], ARGV[1], 'leave', ARGV[2], nil))
 end
+touch(ARGV[#ARGV])
 return gone
 "#;
 
 /// KEYS: hash, companion stream. ARGV: prefix, destination, instance, then field/count pairs
-/// of this instance's counts. Makes this instance's fields exactly those; announces the list
+/// of this instance's counts, then the expiry. Makes this instance's fields exactly those; announces the list
 /// when that changed anything (commands lost in flight, or fields swept while this node was
 /// cut off from Redis).
 const RESYNC: &str = r#"
 local want = {}
-for i = 4, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+for i = 4, #ARGV - 2, 2 do want[ARGV[i]] = ARGV[i + 1] end
 local mine = ARGV[3] .. ''
 local changed = 0
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -108,6 +119,7 @@ end
 if changed > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1, '*', 'j', state(KEYS[1], ARGV[1], 'update', ARGV[2], nil))
 end
+touch(ARGV[#ARGV])
 return changed
 "#;
 
@@ -146,7 +158,8 @@ impl Cluster {
             .arg(if joined { "join" } else { "leave" })
             .arg(user.unwrap_or(""))
             .arg(destination)
-            .arg(&self.prefix);
+            .arg(&self.prefix)
+            .arg(self.key_ttl_ms());
         self.send(super::Outgoing::Command(cmd))
     }
 
@@ -162,14 +175,22 @@ impl Cluster {
 /// Keeps this instance's alive key fresh and sweeps dead instances out of the presence of the
 /// destinations this node takes part in.
 pub(super) async fn liveness(broker: Arc<Broker>, cluster: Arc<Cluster>) {
-    let mut retry = Retry::new(&broker, &cluster, "liveness", Some(Duration::from_secs(5)));
+    let mut retry = Retry::new(&broker, &cluster, "liveness", None);
+    // Streams this node reads are renewed a few times per key_ttl_ms.
+    let touch_every = cluster.key_ttl / 3;
+    let mut next_touch = tokio::time::Instant::now();
     loop {
-        let Some(mut con) = retry.connect().await else {
+        let Some(mut shared) = retry.commands().await else {
             return;
         };
         loop {
-            if let Err(e) = tend(&broker, &cluster, &mut con).await {
-                if !retry.failed(&e).await {
+            let mut done = tend(&broker, &cluster, &mut shared.con).await;
+            if done.is_ok() && tokio::time::Instant::now() >= next_touch {
+                done = touch(&cluster, &mut shared.con).await;
+                next_touch = tokio::time::Instant::now() + touch_every;
+            }
+            if let Err(e) = done {
+                if !retry.command_failed(&shared, &e).await {
                     return;
                 }
                 break;
@@ -229,13 +250,36 @@ async fn tend(
                 .arg(format!("{}\u{1}{user}", cluster.instance))
                 .arg(n);
         }
+        resync.arg(cluster.key_ttl_ms());
         resync.query_async::<i64>(con).await?;
         cluster
             .presence_script(SWEEP, &destination, &companion)
             .arg(&cluster.prefix)
             .arg(&destination)
+            .arg(cluster.key_ttl_ms())
             .query_async::<i64>(con)
             .await?;
+    }
+    Ok(())
+}
+
+/// Renews the expiry of every stream this node follows or serves (a history nobody writes to
+/// stays while anyone reads it; a queue stream while any node has consumers for it).
+async fn touch(
+    cluster: &Cluster,
+    con: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let mut keys = cluster.histories.keys();
+    keys.extend(cluster.queues.keys());
+    for chunk in keys.chunks(512) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("PEXPIRE")
+                .arg(key)
+                .arg(cluster.key_ttl_ms())
+                .ignore();
+        }
+        pipe.query_async::<()>(con).await?;
     }
     Ok(())
 }

@@ -56,7 +56,9 @@ enum Cursor {
 pub(super) struct Catchup {
     key: String,
     sub: Subscriber,
-    resume: Option<String>,
+    /// The position asked for: `None` for none (the retained value), `Some(None)` for one
+    /// that does not parse (a gap).
+    resume: Option<Option<Seq>>,
     cursor: Cursor,
     /// The SUBSCRIBE's RECEIPT, sent when it goes live.
     receipt: Option<WireFrame>,
@@ -81,7 +83,7 @@ impl History {
         let mut c = Catchup {
             key: key.to_owned(),
             sub,
-            resume: resume_from.map(str::to_owned),
+            resume: resume_from.map(Seq::parse),
             cursor: Cursor::Unplaced,
             receipt,
         };
@@ -99,7 +101,7 @@ impl History {
                 ));
             }
             if !st.ready {
-                st.catchups.push(c);
+                st.catchups.insert((c.sub.conn, c.sub.key), c);
                 return Join::Pending;
             }
         }
@@ -111,7 +113,7 @@ impl History {
             kind
         } else {
             c.receipt = receipt;
-            st.catchups.push(c);
+            st.catchups.insert((c.sub.conn, c.sub.key), c);
             Join::Pending
         }
     }
@@ -120,28 +122,26 @@ impl History {
     /// has room. `true` when it is live (or no longer catching up here).
     pub fn pump(&self, broker: &Broker, conn: ConnId, key: u32) -> bool {
         let mut st = self.lock();
-        let Some(i) = st
-            .catchups
-            .iter()
-            .position(|c| c.sub.conn == conn && c.sub.key == key)
-        else {
+        if !st.catchups.contains_key(&(conn, key)) {
             return true;
-        };
+        }
         if !st.ready {
             return false;
         }
         self.evict(&mut st);
-        let mut c = st.catchups.swap_remove(i);
+        let Some(mut c) = st.catchups.remove(&(conn, key)) else {
+            return true;
+        };
         if self.advance(&st, broker, &mut c) {
             return true;
         }
-        st.catchups.push(c);
+        st.catchups.insert((conn, key), c);
         false
     }
 
     /// Places a catch-up at its starting position; returns what the join amounts to.
     fn place(&self, st: &State, c: &mut Catchup) -> Join {
-        let Some(from) = c.resume.as_deref() else {
+        let Some(from) = c.resume else {
             c.cursor = Cursor::Retained;
             let retained = self.keep.retain_last && !st.entries.is_empty();
             return if retained {
@@ -150,7 +150,6 @@ impl History {
                 Join::Nothing
             };
         };
-        let from = Seq::parse(from);
         let known = from.is_some_and(|f| {
             Some(f) == st.last
                 || Some(f) == st.last_dropped
@@ -257,8 +256,13 @@ impl History {
     pub fn leave(&self, conn: ConnId, key: u32) {
         let mut st = self.lock();
         st.subscribers = st.subscribers.saturating_sub(1);
-        st.catchups
-            .retain(|c| !(c.sub.conn == conn && c.sub.key == key));
+        if let Some(mut c) = st.catchups.remove(&(conn, key))
+            && let Some(r) = c.receipt.take()
+        {
+            // The SUBSCRIBE's RECEIPT is still owed, whatever followed it.
+            let size = r.len();
+            let _ = c.sub.outbox.push_credited(Outbound::Frame(r), size);
+        }
         if st.subscribers == 0
             && let Some(stop) = st.tail.take()
         {
@@ -295,13 +299,13 @@ impl History {
         st.last = st.last.max(last);
         self.evict(&mut st);
         st.ready = true;
-        let mut still = Vec::new();
-        for mut c in std::mem::take(&mut st.catchups) {
+        let mut still = std::collections::HashMap::new();
+        for (k, mut c) in std::mem::take(&mut st.catchups) {
             if matches!(c.cursor, Cursor::Unplaced) {
                 self.place(&st, &mut c);
             }
             if !self.advance(&st, broker, &mut c) {
-                still.push(c);
+                still.insert(k, c);
             }
         }
         st.catchups = still;

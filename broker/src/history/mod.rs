@@ -117,14 +117,20 @@ struct State {
     /// False while a cluster mirror is (re)loading: joins wait in `catchups` unstarted.
     ready: bool,
     /// Subscribers catching up before they join the live stream.
-    catchups: Vec<Catchup>,
+    catchups: std::collections::HashMap<(crate::registry::ConnId, u32), Catchup>,
     /// Local subscriptions (live or catching up); in a cluster the mirror is followed while
     /// there are any.
     subscribers: usize,
     /// The running mirror task and its generation (an old task's appends are ignored).
     tail: Option<CancellationToken>,
     generation: u64,
+    /// The history's own overhead in the budget, charged while it holds entries.
+    overhead: Option<Charge>,
 }
+
+/// What a history costs besides its entries (its map entry, lock, deque, budget), charged
+/// while it holds any.
+pub const HISTORY_OVERHEAD: usize = 1024;
 
 impl Default for State {
     fn default() -> Self {
@@ -133,10 +139,11 @@ impl Default for State {
             last: None,
             last_dropped: None,
             ready: true,
-            catchups: Vec::new(),
+            catchups: std::collections::HashMap::new(),
             subscribers: 0,
             tail: None,
             generation: 0,
+            overhead: None,
         }
     }
 }
@@ -214,6 +221,21 @@ impl History {
         st.entries.clear();
         st.last = None;
         st.last_dropped = None;
+        st.overhead = None;
+    }
+
+    /// Charges the overhead while entries are held, gives it back when none are.
+    fn account(&self, st: &mut State) {
+        match (st.entries.is_empty(), st.overhead.is_some()) {
+            (true, true) => st.overhead = None,
+            (false, false) => {
+                st.overhead = Some(
+                    self.budget
+                        .force_charge(HISTORY_OVERHEAD + self.destination.len()),
+                );
+            }
+            _ => {}
+        }
     }
 
     fn record(&self, st: &mut State, seq: Seq, msg: Arc<Published>, owner: Option<Charge>) {
@@ -244,10 +266,7 @@ impl History {
     fn evict(&self, st: &mut State) {
         let now = now_ms();
         let cap = self.keep.capacity();
-        loop {
-            let Some(front) = st.entries.front() else {
-                return;
-            };
+        while let Some(front) = st.entries.front() {
             let too_many = st.entries.len() > cap;
             let too_old = self
                 .keep
@@ -256,10 +275,11 @@ impl History {
                 // The retained value stays however old it is.
                 && !(self.keep.retain_last && st.entries.len() == 1);
             if !(too_many || too_old || self.budget.over()) {
-                return;
+                break;
             }
             self.pop_oldest(st);
         }
+        self.account(st);
     }
 
     fn pop_oldest(&self, st: &mut State) {
@@ -277,6 +297,7 @@ impl History {
         while self.totals.budget.used() > target && !st.entries.is_empty() {
             self.pop_oldest(&mut st);
         }
+        self.account(&mut st);
         st.entries.is_empty()
     }
 
@@ -321,6 +342,8 @@ pub struct Histories {
     created: AtomicUsize,
     /// Bytes one destination may hold.
     share: usize,
+    /// Set while one thread runs `enforce`.
+    enforcing: std::sync::atomic::AtomicBool,
     /// Totals over all of them.
     pub totals: Arc<Totals>,
 }
@@ -332,6 +355,7 @@ impl Histories {
             map: DashMap::new(),
             created: AtomicUsize::new(0),
             share,
+            enforcing: std::sync::atomic::AtomicBool::new(false),
             totals: Arc::new(Totals {
                 budget: Budget::new(max_bytes, None),
                 messages: AtomicUsize::new(0),
@@ -353,6 +377,8 @@ impl Histories {
         placeholder: Option<String>,
     ) -> Arc<History> {
         if let Some(h) = self.map.get(destination) {
+            // Used now, under the map's lock: idle expiry cannot take it from under the caller.
+            h.touch();
             return Arc::clone(&h);
         }
         // Every so often, forget histories that hold nothing and that nobody follows, so
@@ -395,9 +421,15 @@ impl Histories {
     /// the bound published. Takes one destination's lock at a time, never while holding one.
     pub fn enforce(&self) {
         let budget = &self.totals.budget;
-        if !budget.over() {
+        if !budget.over() || self.enforcing.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.shed_least_recently_used();
+        self.enforcing.store(false, Ordering::Release);
+    }
+
+    fn shed_least_recently_used(&self) {
+        let budget = &self.totals.budget;
         let target = budget.limit() - budget.limit() / 16;
         let mut by_age: Vec<(u64, Arc<History>)> = self
             .map

@@ -43,19 +43,22 @@ pub(super) fn presence_join(
 }
 
 impl Session {
-    /// Hands subscriptions that are catching up what they may take now; those that reach the
-    /// live stream stop being pumped. Cheap when none is (one comparison).
+    /// Hands subscriptions that are catching up what they may take now, oldest first; those
+    /// that reach the live stream stop being pumped. Runs only when something may have
+    /// changed (a write drained the outbox, an ACK gave credit back), and stops at the first
+    /// that cannot move on: they share the outbox, so the others could not either. Costs
+    /// nothing when none is catching up.
     pub(super) fn pump_catchups(&mut self) {
-        if self.catching_up == 0 {
+        if self.catching_up.is_empty() || !std::mem::take(&mut self.pump_due) {
             return;
         }
-        let keys: Vec<u32> = self.subs.catching_up().collect();
-        for key in keys {
+        while let Some(&key) = self.catching_up.front() {
             let Some(sub) = self.subs.get_mut(key) else {
+                self.catching_up.pop_front();
                 continue;
             };
             let live = match &mut sub.catching_up {
-                None => continue,
+                None => true,
                 Some(CatchingUp::History) => sub
                     .history
                     .as_ref()
@@ -79,10 +82,11 @@ impl Session {
                     live
                 }
             };
-            if live {
-                sub.catching_up = None;
-                self.catching_up -= 1;
+            if !live {
+                return;
             }
+            sub.catching_up = None;
+            self.catching_up.pop_front();
         }
     }
 

@@ -241,6 +241,7 @@ impl Session {
                 &self.broker,
                 self.identity.clone(),
                 self.principal.clone(),
+                self.shares.clone(),
                 Arc::clone(&self.outbox),
                 self.version,
             )
@@ -269,15 +270,19 @@ impl Session {
     /// The RECEIPT a frame with these headers asks for, encoded, for a join that may answer
     /// it later (once a cluster's history mirror has served it).
     fn receipt_for_later(&self, h: &Headers) -> Option<WireFrame> {
-        h.get_bytes("receipt").map(|id| {
-            let mut buf = bytes::BytesMut::new();
-            stomp_codec::encode_frame(
-                &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
-                self.version,
-                &mut buf,
-            );
-            WireFrame::new(buf.freeze(), true)
-        })
+        // Held while the subscription catches up: a long id (up to a header line) is not
+        // worth holding for each of a thousand subscriptions, so it is answered at once.
+        h.get_bytes("receipt")
+            .filter(|id| id.len() <= MAX_SUBSCRIPTION_ID)
+            .map(|id| {
+                let mut buf = bytes::BytesMut::new();
+                stomp_codec::encode_frame(
+                    &Frame::new(Command::Receipt).header("receipt-id", id.clone()),
+                    self.version,
+                    &mut buf,
+                );
+                WireFrame::new(buf.freeze(), true)
+            })
     }
 
     /// Checks the access rules; a refusal ends the connection with ERROR "access denied".
@@ -476,10 +481,11 @@ impl Session {
                         Some(empty),
                     );
                     let receipt = self.receipt_for_later(h);
+                    let defer = receipt.is_some();
                     let joined_now =
                         companion.join(&self.broker, &registry_key, subscriber, None, receipt);
                     if joined_now == crate::history::Join::Pending {
-                        self.receipt_deferred = h.get("receipt").is_some();
+                        self.receipt_deferred = defer;
                         catching_up = Some(CatchingUp::History);
                     }
                     joined = Some(companion);
@@ -506,10 +512,11 @@ impl Session {
                     // In a cluster the join may wait for the destination's mirror; then the
                     // RECEIPT goes out when it is served.
                     let receipt = self.receipt_for_later(h);
+                    let defer = receipt.is_some();
                     let joined_now =
                         history.join(&self.broker, &registry_key, subscriber, resume, receipt);
                     if joined_now == crate::history::Join::Pending {
-                        self.receipt_deferred = h.get("receipt").is_some();
+                        self.receipt_deferred = defer;
                         catching_up = Some(CatchingUp::History);
                     }
                     joined = Some(Arc::clone(history));
@@ -542,7 +549,7 @@ impl Session {
             catching_up,
         });
         if waiting {
-            self.catching_up += 1;
+            self.catching_up.push_back(key);
         }
         self.broker.metrics.subscriptions.inc();
         Ok(())
@@ -569,7 +576,16 @@ impl Session {
     fn drop_subscription(&mut self, key: u32) {
         if let Some(sub) = self.subs.remove(key) {
             if sub.catching_up.is_some() {
-                self.catching_up -= 1;
+                self.catching_up.retain(|k| *k != key);
+            }
+            if let Some(CatchingUp::Presence {
+                receipt: Some(r), ..
+            }) = &sub.catching_up
+            {
+                // The SUBSCRIBE's RECEIPT is still owed, whatever followed it.
+                let _ = self
+                    .outbox
+                    .push_credited(Outbound::Frame(r.clone()), r.len());
             }
             self.release_subscription(key, sub);
         }
@@ -638,6 +654,8 @@ impl Session {
         if msgs.is_empty() {
             return;
         }
+        // Credit and unsettled bytes came back: what waits for them may move on.
+        self.pump_due = true;
         let n = msgs.len() as u32;
         let requeue = frame.command == Command::Nack
             && frame.headers.get("requeue") != Some(b"false".as_slice());

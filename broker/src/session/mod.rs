@@ -75,8 +75,11 @@ struct Session {
     /// Scratch queue the outbox is swapped into (kept to reuse its allocation).
     batch: VecDeque<Outbound>,
     subs: Subscriptions,
-    /// Subscriptions still catching up (see `catchup.rs`).
-    catching_up: usize,
+    /// Keys of subscriptions still catching up, oldest first (see `catchup.rs`).
+    catching_up: std::collections::VecDeque<u32>,
+    /// Something may let them move on: a write drained the outbox, or an ACK gave back
+    /// prefetch credit or unsettled bytes.
+    pump_due: bool,
     txs: transactions::Transactions,
     /// This connection's shares of queue and history storage.
     shares: crate::broker::Shares,
@@ -144,7 +147,9 @@ pub async fn run(
         outbox: Arc::new(Outbox::with_budget(
             cfg.outbox.max_messages,
             cfg.outbox.max_bytes,
-            broker.session_budget(cfg.stomp.max_unacked_bytes),
+            // Its own budget only: the messages are shared (queues and histories count them),
+            // and no other client can take a connection's room to receive.
+            crate::budget::Budget::new(cfg.stomp.max_unacked_bytes, None),
         )),
         broker: Arc::clone(&broker),
         conn,
@@ -155,7 +160,8 @@ pub async fn run(
         pending: Vec::new(),
         batch: VecDeque::new(),
         subs: Subscriptions::default(),
-        catching_up: 0,
+        catching_up: std::collections::VecDeque::new(),
+        pump_due: false,
         txs: transactions::Transactions::new(
             broker.session_budget(cfg.stomp.max_transaction_bytes),
         ),
@@ -626,6 +632,7 @@ impl Session {
         }
         t.flush().await?;
         self.last_write = Instant::now();
+        self.pump_due = true;
         Ok(())
     }
 

@@ -102,14 +102,6 @@ pub enum CatchingUp {
 }
 
 impl Subscriptions {
-    /// Subscriptions still catching up, by key.
-    pub fn catching_up(&self) -> impl Iterator<Item = u32> + '_ {
-        self.list
-            .iter()
-            .filter(|(_, s)| s.catching_up.is_some())
-            .map(|(k, _)| *k)
-    }
-
     /// The queues of queue subscriptions.
     pub fn queues(&self) -> impl Iterator<Item = &Arc<Queue>> + '_ {
         self.list.iter().filter_map(|(_, s)| match &s.source {
