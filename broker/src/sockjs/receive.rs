@@ -269,10 +269,13 @@ pub(crate) fn open(
         }
     };
     let cfg = &broker.config;
+    // Half the outbox: a transfer buffer between the session and the polling requests (a
+    // frame larger than it still goes alone), so a SockJS session stays within the memory a
+    // connection may hold (docs/security.md).
     let (session, pipe) = SjSession::new(
         kind,
         peer.ip(),
-        cfg.outbox.max_bytes,
+        cfg.outbox.max_bytes / 2,
         Duration::from_millis(cfg.sockjs.heartbeat_ms),
         permit,
     );

@@ -24,7 +24,7 @@ use crate::wire::WireFrame;
 /// Messages queued from a client towards its STOMP session (each at most
 /// `sockjs.max_send_size`): an `xhr_send` beyond them waits, so a flooding client is held
 /// back by its own requests.
-const INBOUND_MESSAGES: usize = 4;
+const INBOUND_MESSAGES: usize = 2;
 
 /// What a receiving request gets next.
 #[derive(Debug, PartialEq, Eq)]
