@@ -30,7 +30,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use prometheus_client::metrics::counter::Counter;
 use stomp_codec::Headers;
 
-use crate::config::{AuthConfig, JwtConfig};
+use crate::config::{AuthConfig, JwtConfig, UnverifiableCredentials};
 use claims::expiry;
 use password::{StoredHash, Verifier};
 use throttle::{AddrKey, Throttle};
@@ -99,6 +99,10 @@ struct Jwt {
 /// Checks credentials. Built once at start-up.
 pub struct Authenticator {
     allow_anonymous: bool,
+    /// No credential store and anonymous access allowed: credentials cannot be verified, so
+    /// they are not looked at and every connection is anonymous (as Spring's simple broker).
+    /// Stock clients send `login`/`passcode` (stomp.js's example, guest/guest) by default.
+    ignore_credentials: bool,
     users: HashMap<String, StaticEntry>,
     /// Verified when the login is unknown, so an unknown login costs the same time as a wrong
     /// passcode; `None` without static users (then no login is ever hashed).
@@ -156,8 +160,13 @@ impl Authenticator {
                 "password verification memory bound (concurrency x largest hash memory)"
             );
         }
+        let ignore_credentials = cfg.allow_anonymous
+            && users.is_empty()
+            && jwt.is_none()
+            && cfg.unverifiable_credentials == UnverifiableCredentials::Ignore;
         Ok(Self {
             allow_anonymous: cfg.allow_anonymous,
+            ignore_credentials,
             users,
             decoy,
             jwt,
@@ -176,6 +185,12 @@ impl Authenticator {
         self.verifier.memory_bound()
     }
 
+    /// Whether credentials are ignored because nothing could verify them (see
+    /// `[auth] unverifiable_credentials`).
+    pub fn ignores_credentials(&self) -> bool {
+        self.ignore_credentials
+    }
+
     /// Authenticates a CONNECT frame's headers together with the handshake's credentials.
     pub async fn authenticate(
         &self,
@@ -183,6 +198,10 @@ impl Authenticator {
         handshake: &HandshakeAuth,
         peer: IpAddr,
     ) -> Result<Identity, AuthError> {
+        if self.ignore_credentials {
+            // Anonymous whatever was sent: an unverified `login` never becomes an identity.
+            return Ok(Identity::default());
+        }
         if let Some(token) = connect
             .get_str("Authorization")
             .or_else(|| connect.get_str("authorization"))
@@ -446,8 +465,18 @@ mod tests {
 
     #[tokio::test]
     async fn without_static_users_a_login_costs_no_hash() {
-        let a = Authenticator::from_config(&AuthConfig::default()).unwrap();
         let h = headers(&[("login", "x"), ("passcode", "y")]);
+        // Defaults (no store, anonymous allowed): not checked, anonymous.
+        let a = Authenticator::from_config(&AuthConfig::default()).unwrap();
+        let r = a.authenticate(&h, &HandshakeAuth::default(), PEER).await;
+        assert_eq!(r, Ok(Identity::default()));
+        assert_eq!(a.password_checks().get(), 0);
+        // `unverifiable_credentials = "refuse"`: refused, still without a hash.
+        let strict = AuthConfig {
+            unverifiable_credentials: crate::config::UnverifiableCredentials::Refuse,
+            ..AuthConfig::default()
+        };
+        let a = Authenticator::from_config(&strict).unwrap();
         let r = a.authenticate(&h, &HandshakeAuth::default(), PEER).await;
         assert!(r.is_err());
         assert_eq!(a.password_checks().get(), 0);

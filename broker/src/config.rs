@@ -402,6 +402,9 @@ pub struct AuthConfig {
     pub verify: VerifyConfig,
     /// `[auth.throttle]`: failed password logins per address and per user name.
     pub throttle: ThrottleConfig,
+    /// What credentials get when there is no credential store (no users, no JWT) and
+    /// anonymous access is allowed.
+    pub unverifiable_credentials: UnverifiableCredentials,
 }
 
 impl Default for AuthConfig {
@@ -412,8 +415,23 @@ impl Default for AuthConfig {
             jwt: None,
             verify: VerifyConfig::default(),
             throttle: ThrottleConfig::default(),
+            unverifiable_credentials: UnverifiableCredentials::Ignore,
         }
     }
+}
+
+/// `[auth] unverifiable_credentials`: credentials sent to a broker that has nothing to check
+/// them against. Stock clients send them anyway (stomp.js's guide, guest/guest), and Spring's
+/// simple broker ignores them; refusing them breaks those setups for no security gain, since
+/// the same client without credentials is let in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnverifiableCredentials {
+    /// Not checked: the session is anonymous, whatever `login` says.
+    #[default]
+    Ignore,
+    /// Refused with ERROR "authentication failed".
+    Refuse,
 }
 
 /// One `[[auth.users]]` entry.

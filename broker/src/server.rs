@@ -99,6 +99,13 @@ impl Server {
             ));
         }
         info!(%http_addr, ?tcp_addr, tls = tls.is_some(), "stompbox listening");
+        if broker.auth.ignores_credentials() {
+            info!(
+                "no credential store ([[auth.users]], [auth.jwt]): CONNECT credentials are \
+                 not checked and every session is anonymous (auth.unverifiable_credentials = \
+                 \"refuse\" refuses them instead)"
+            );
+        }
         Ok(Self {
             broker,
             http_addr,
