@@ -69,13 +69,13 @@ async fn stomp_command_and_version_negotiation() {
 }
 
 #[tokio::test]
-async fn subprotocol_is_the_clients_first_supported_offer() {
+async fn subprotocol_is_the_highest_supported_offer() {
     let server = start(|_| {}).await;
     let url = ws_url(&server);
     let c = Client::websocket(&url, &["v11.stomp", "v12.stomp"])
         .await
         .unwrap();
-    assert_eq!(c.subprotocol.as_deref(), Some("v11.stomp"));
+    assert_eq!(c.subprotocol.as_deref(), Some("v12.stomp"));
     let c = Client::websocket(&url, &["mqtt", "v10.stomp"])
         .await
         .unwrap();

@@ -30,7 +30,7 @@ use crate::session;
 use crate::static_files;
 use crate::transport::{ByteStream, Transport};
 
-/// The STOMP subprotocols, in no particular order: the client's order decides.
+/// The STOMP subprotocols, highest version first: the highest one offered is answered.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 /// Response bodies: whole (`Full`) or streamed (SockJS).
@@ -175,20 +175,20 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
-/// The first subprotocol the client offered that the broker speaks, in the client's order.
+/// The highest STOMP version among the subprotocols the client offered, whatever their order
+/// (as RabbitMQ). Clients such as webstomp-client offer `v10.stomp, v11.stomp, v12.stomp` and
+/// speak whichever version is answered, so answering the first offer would hold them to 1.0.
 pub fn select_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .find_map(|offered| {
-            SUBPROTOCOLS
-                .iter()
-                .find(|p| p.eq_ignore_ascii_case(offered))
-                .copied()
-        })
+    // SUBPROTOCOLS is highest first; the offer is scanned once per known protocol, and the
+    // header's size is bounded by the HTTP server's limits.
+    SUBPROTOCOLS.iter().copied().find(|known| {
+        headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .any(|offered| offered.trim().eq_ignore_ascii_case(known))
+    })
 }
 
 /// What runs over an accepted WebSocket.
@@ -340,11 +340,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subprotocol_follows_the_clients_order() {
+    fn subprotocol_is_the_highest_version_offered() {
         let mut h = HeaderMap::new();
         h.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("v11.stomp, v12.stomp"),
+            HeaderValue::from_static("v10.stomp, v11.stomp, v12.stomp"),
+        );
+        assert_eq!(select_subprotocol(&h), Some("v12.stomp"));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("mqtt, v11.stomp, v10.stomp"),
         );
         assert_eq!(select_subprotocol(&h), Some("v11.stomp"));
         h.insert(
