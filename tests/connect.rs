@@ -22,7 +22,8 @@ async fn connected_carries_version_heartbeat_session_and_server() {
         .await
         .unwrap();
     assert_eq!(f.headers.get_str("version"), Some("1.2"));
-    assert_eq!(f.headers.get_str("heart-beat"), Some("10000,10000"));
+    // The heart-beat floor (default 1 s), which the client's own asks override upwards.
+    assert_eq!(f.headers.get_str("heart-beat"), Some("1000,1000"));
     assert!(f.headers.get_str("session").is_some_and(|s| !s.is_empty()));
     assert!(
         f.headers

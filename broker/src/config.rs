@@ -597,9 +597,12 @@ pub struct StompConfig {
     pub max_header_lines: usize,
     /// Longest header line, in bytes.
     pub max_header_line_len: usize,
-    /// The server's heart-beat preference `[send, receive]` in milliseconds; 0 disables a side.
+    /// Heart-beat floor `[send, receive]` in milliseconds: the shortest intervals the broker
+    /// accepts, answered in CONNECTED, so a client gets the interval it asks for or this one
+    /// when it asks for less (STOMP's max() rule); 0 disables a side.
     pub heartbeat: [u64; 2],
-    /// Extra time, beyond the negotiated interval, before a silent client is disconnected.
+    /// Extra time, beyond the negotiated interval, before a silent client is disconnected;
+    /// never more than the interval itself (so a 1 s client is dropped after 2 s of silence).
     pub heartbeat_grace_ms: u64,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
@@ -635,7 +638,7 @@ impl Default for StompConfig {
             max_frame_size: 65_536,
             max_header_lines: 64,
             max_header_line_len: 8_192,
-            heartbeat: [10_000, 10_000],
+            heartbeat: [1_000, 1_000],
             heartbeat_grace_ms: 5_000,
             max_subscriptions: 1_000,
             max_unacked: 1_000,
