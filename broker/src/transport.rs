@@ -35,6 +35,9 @@ pub enum TransportError {
         /// The limit.
         limit: usize,
     },
+    /// A WebSocket text message that is not UTF-8; answered with ERROR and close code 1007.
+    #[error("WebSocket text message is not valid UTF-8")]
+    InvalidText,
     /// Anything else: the peer vanished, the stream broke.
     #[error("{0}")]
     Io(String),
@@ -51,6 +54,8 @@ pub enum Closing {
     Error,
     /// Message too big (1009).
     TooBig,
+    /// A text message that is not UTF-8 (1007 invalid frame payload data).
+    InvalidText,
 }
 
 /// A session's transport: the pipe, and the frames queued for its next flush.
@@ -161,6 +166,8 @@ impl Transport {
                     ))) => {
                         return Err(TransportError::MessageTooLarge { limit: *limit });
                     }
+                    // Reading can go on: tungstenite rejected the message, not the connection.
+                    Some(Err(WsError::Utf8(_))) => return Err(TransportError::InvalidText),
                     Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(0),
                     Some(Err(e)) => return Err(TransportError::Io(e.to_string())),
                 };
@@ -237,15 +244,20 @@ impl Transport {
         }
         match &mut self.pipe {
             Pipe::WebSocket(ws, _) => {
-                let code = match how {
-                    Closing::Normal => CloseCode::Normal,
-                    Closing::GoingAway => CloseCode::Away,
-                    Closing::Error => CloseCode::Protocol,
-                    Closing::TooBig => CloseCode::Size,
+                let (code, reason) = match how {
+                    Closing::Normal => (CloseCode::Normal, ""),
+                    Closing::GoingAway => (CloseCode::Away, ""),
+                    Closing::Error => (CloseCode::Protocol, ""),
+                    Closing::TooBig => (CloseCode::Size, ""),
+                    // Most clients show only the close; the reason says what to change.
+                    Closing::InvalidText => (
+                        CloseCode::Invalid,
+                        "text message not UTF-8; send binary messages",
+                    ),
                 };
                 let frame = CloseFrame {
                     code,
-                    reason: "".into(),
+                    reason: reason.into(),
                 };
                 if ws.send(Message::Close(Some(frame))).await.is_err() {
                     return;
@@ -263,6 +275,7 @@ impl Transport {
                     Closing::GoingAway => (1001, "Going away"),
                     Closing::Error => (1002, "Protocol error"),
                     Closing::TooBig => (1009, "Message too big"),
+                    Closing::InvalidText => (1007, "Invalid UTF-8"),
                 };
                 p.close(code, reason);
             }

@@ -96,6 +96,12 @@ pub enum ProtocolError {
     /// A WebSocket message over the limit.
     #[error("WebSocket message exceeds the maximum size of {0} bytes")]
     MessageTooLarge(usize),
+    /// A WebSocket text message that is not UTF-8 (RFC 6455 §8.1): a client sending a binary
+    /// body in text mode (stomp.py's WebSocket transport does).
+    #[error(
+        "a WebSocket text message was not valid UTF-8; send frames with binary bodies as binary WebSocket messages"
+    )]
+    InvalidText,
     /// Credentials missing or wrong; deliberately vague.
     #[error("the credentials were not accepted")]
     AuthenticationFailed,
@@ -160,6 +166,7 @@ impl ProtocolError {
             ConnectTimeout(_) => "connect timeout",
             SlowConsumer => "slow consumer",
             MessageTooLarge(_) => "message too large",
+            InvalidText => "invalid UTF-8 in text message",
             AuthenticationFailed => "authentication failed",
             TokenExpired => "token expired",
             AccessDenied(_) => "access denied",

@@ -265,6 +265,9 @@ impl Session {
                         Err(TransportError::MessageTooLarge { limit }) => {
                             return End::Error(ProtocolError::MessageTooLarge(limit), None);
                         }
+                        Err(TransportError::InvalidText) => {
+                            return End::Error(ProtocolError::InvalidText, None);
+                        }
                         Err(TransportError::Io(e)) => {
                             debug!(conn = self.conn, error = %e, "read failed");
                             return End::Gone;
@@ -561,6 +564,9 @@ impl Session {
                     Err(TransportError::MessageTooLarge { limit }) => {
                         return Err(End::Error(ProtocolError::MessageTooLarge(limit), None));
                     }
+                    Err(TransportError::InvalidText) => {
+                        return Err(End::Error(ProtocolError::InvalidText, None));
+                    }
                 },
                 () = sleep_until(connect_deadline) => {
                     broker.metrics.closed(CloseReason::ConnectTimeout);
@@ -654,14 +660,14 @@ impl Session {
             }
             End::Error(e, receipt) => {
                 debug!(conn = self.conn, error = %e, "closing with ERROR");
-                let too_big = matches!(e, ProtocolError::MessageTooLarge(_));
+                let how = match e {
+                    ProtocolError::MessageTooLarge(_) => Closing::TooBig,
+                    ProtocolError::InvalidText => Closing::InvalidText,
+                    _ => Closing::Error,
+                };
                 let frame = frames::error_frame(&e, receipt);
                 self.reply(&frame);
-                if too_big {
-                    Closing::TooBig
-                } else {
-                    Closing::Error
-                }
+                how
             }
         };
         let _ = timeout(deadline, self.write_pending(t)).await;
