@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test Stompbox has: formatting and lints; the Rust unit, property and end-to-end
 # tests (codec, broker, the binary, the chat example, a cluster of three nodes on a real
-# redis-server); the stomp.js suite in Node (plain WebSocket and sockjs-client); bounded
+# redis-server); the stomp.js suite in Node (plain WebSocket and sockjs-client); third-party
+# clients (stomp.py over TCP and WebSocket, webstomp-client) on default settings; bounded
 # coverage-guided fuzzing of the codec and of sessions; the browser test in headless Chromium.
-# Installs what they need when it is missing (npm packages with `npm ci`; cargo-fuzz; Debian's
-# chromium and redis-server through apt-get when running as root). CI runs exactly this.
+# Installs what they need when it is missing (npm packages with `npm ci`; pinned PyPI packages
+# into a virtual environment; cargo-fuzz; Debian's chromium and redis-server through apt-get
+# when running as root). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -59,6 +61,20 @@ cargo build --locked --bin stompbox --example chat
 step "stomp.js suite (Node, @stomp/stompjs against the stompbox binary)"
 npm_ready tests/stompjs
 (cd tests/stompjs && STOMPBOX_BIN="$root/target/debug/stompbox" npm test)
+
+step "third-party clients: stomp.py (TCP and WebSocket) and webstomp-client (ws), default config"
+# Clients the project did not write, pinned (tests/clients/python/requirements.txt, the
+# webstomp package-lock.json), against the same binary with the default configuration.
+need python3 "install Python 3"
+py=tests/clients/python
+if [ ! -x "$py/.venv/bin/python" ] || [ "$py/requirements.txt" -nt "$py/.venv/.installed" ]; then
+  python3 -m venv "$py/.venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$py/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$py/requirements.txt"
+  touch "$py/.venv/.installed"
+fi
+(cd "$py" && STOMPBOX_BIN="$root/target/debug/stompbox" .venv/bin/python -m unittest -v test_stomppy)
+npm_ready tests/clients/webstomp
+(cd tests/clients/webstomp && STOMPBOX_BIN="$root/target/debug/stompbox" npm test)
 
 step "bench/compare smoke test (debug builds, tiny runs; the real comparison: bench/compare --rabbitmq)"
 need python3 "install Python 3"
