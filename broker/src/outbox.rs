@@ -123,12 +123,11 @@ impl Outbox {
         }
     }
 
-    /// Notes that a queue passed this connection over for want of unsettled bytes, and wakes
-    /// its session, which asks its queues again once acknowledgements give bytes back.
+    /// Notes that a queue passed this connection over for want of unsettled bytes: its
+    /// session asks its queues again when acknowledgements give bytes back. (The queue
+    /// charges once more after the note, so bytes given back just before it are not missed.)
     pub fn starve(&self) {
-        if !self.starved.swap(true, Ordering::AcqRel) {
-            self.raise(ITEMS);
-        }
+        self.starved.store(true, Ordering::Release);
     }
 
     /// Whether a queue passed this connection over since the last call.

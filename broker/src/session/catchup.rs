@@ -92,8 +92,10 @@ impl Session {
 
     /// After acknowledgements gave unsettled bytes back: queues that passed this connection
     /// over for want of them dispatch again.
-    pub(super) fn kick_starved_queues(&self) {
-        if self.outbox.take_starved() {
+    pub(super) fn kick_starved_queues(&mut self) {
+        // Only after an ACK (or an auto-ack queue delivery written) gave bytes back: a queue
+        // kicked with nothing given back would starve the connection again at once.
+        if std::mem::take(&mut self.settled) && self.outbox.take_starved() {
             for q in self.subs.queues() {
                 q.kick();
             }

@@ -656,6 +656,7 @@ impl Session {
         }
         // Credit and unsettled bytes came back: what waits for them may move on.
         self.pump_due = true;
+        self.settled = true;
         let n = msgs.len() as u32;
         let requeue = frame.command == Command::Nack
             && frame.headers.get("requeue") != Some(b"false".as_slice());
@@ -720,6 +721,9 @@ impl Session {
         if sub.ack == AckMode::Auto {
             // Settled by the write: its unsettled bytes go back before the queue looks for
             // a consumer again.
+            if charge.is_some() {
+                self.settled = true;
+            }
             drop(charge);
             if let Some(q) = &queue {
                 self.broker.queue_done(&msg);

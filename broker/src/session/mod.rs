@@ -80,6 +80,9 @@ struct Session {
     /// Something may let them move on: a write drained the outbox, or an ACK gave back
     /// prefetch credit or unsettled bytes.
     pump_due: bool,
+    /// Unsettled bytes were given back since the last look (an ACK, an auto-ack queue
+    /// delivery written): queues that passed this connection over may dispatch again.
+    settled: bool,
     txs: transactions::Transactions,
     /// This connection's shares of queue and history storage.
     shares: crate::broker::Shares,
@@ -162,6 +165,7 @@ pub async fn run(
         subs: Subscriptions::default(),
         catching_up: std::collections::VecDeque::new(),
         pump_due: false,
+        settled: false,
         txs: transactions::Transactions::new(
             broker.session_budget(cfg.stomp.max_transaction_bytes),
         ),
