@@ -822,7 +822,7 @@ pub(crate) fn deliver_with_credit(
         Some(c) => {
             let charge = sub
                 .outbox
-                .unsettled
+                .unsettled()
                 .try_charge(msg.memory_size())
                 .ok_or(PushError::Full)?;
             if !c.try_take() {

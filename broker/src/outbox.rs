@@ -97,8 +97,10 @@ pub struct Outbox {
     /// Bytes of messages handed to this connection that wait to be settled (acknowledged, or
     /// written for an auto-ack queue consumer): `[stomp] max_unacked_bytes`, inside the budget
     /// of all connections. Deliveries that need it stop (queues hold them, broadcast treats
-    /// the subscriber as slow) until acknowledgements give bytes back.
-    pub unsettled: Arc<Budget>,
+    /// the subscriber as slow) until acknowledgements give bytes back. Made on first use, so
+    /// a connection that never acks or consumes a queue pays nothing for it.
+    unsettled: std::sync::OnceLock<Arc<Budget>>,
+    unsettled_limit: usize,
     /// Set when a queue passed this connection over for want of unsettled bytes: its session
     /// asks its queues to dispatch again once it has some back.
     starved: AtomicBool,
@@ -107,20 +109,27 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox with the given bounds and no bound on unsettled bytes.
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
-        Self::with_budget(max_messages, max_bytes, Budget::new(usize::MAX, None))
+        Self::with_unsettled_limit(max_messages, max_bytes, usize::MAX)
     }
 
-    /// An empty outbox with the given bounds and unsettled-bytes budget.
-    pub fn with_budget(max_messages: usize, max_bytes: usize, unsettled: Arc<Budget>) -> Self {
+    /// An empty outbox with the given bounds and at most `unsettled` bytes unsettled.
+    pub fn with_unsettled_limit(max_messages: usize, max_bytes: usize, unsettled: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             signal: AtomicU8::new(0),
             waker: AtomicWaker::new(),
             max_messages,
             max_bytes,
-            unsettled,
+            unsettled: std::sync::OnceLock::new(),
+            unsettled_limit: unsettled,
             starved: AtomicBool::new(false),
         }
+    }
+
+    /// The connection's budget of unsettled bytes.
+    pub fn unsettled(&self) -> &Arc<Budget> {
+        self.unsettled
+            .get_or_init(|| Budget::new(self.unsettled_limit, None))
     }
 
     /// Notes that a queue passed this connection over for want of unsettled bytes: its

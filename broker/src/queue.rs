@@ -331,9 +331,9 @@ impl Queue {
                 }
                 // Its session asks again once acknowledgements give bytes back; charged again
                 // after the note, so bytes given back in between are not missed.
-                let charge = c.outbox.unsettled.try_charge(size).or_else(|| {
+                let charge = c.outbox.unsettled().try_charge(size).or_else(|| {
                     c.outbox.starve();
-                    c.outbox.unsettled.try_charge(size)
+                    c.outbox.unsettled().try_charge(size)
                 });
                 if let Some(charge) = charge {
                     chosen = Some(((start + i) % n, charge));

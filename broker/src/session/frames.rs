@@ -193,7 +193,7 @@ impl Session {
                     &headers,
                     body,
                     &mut self.counters,
-                    &self.shares,
+                    self.shares.get_or_insert_with(|| self.broker.shares()),
                 ) {
                     Err(crate::broker::PublishError::ShareExceeded(what, limit)) => {
                         Err(ProtocolError::StorageShare { what, limit })
@@ -235,13 +235,19 @@ impl Session {
         target: Target,
         subscription: Option<Bytes>,
     ) {
-        let charge = self.app_budget.try_charge(size);
+        let broker = &self.broker;
+        let charge = self
+            .app_budget
+            .get_or_insert_with(|| broker.session_budget(broker.config.app.max_pending_bytes))
+            .try_charge(size);
         let worker = self.app_worker.get_or_insert_with(|| {
             Worker::spawn(
                 &self.broker,
                 self.identity.clone(),
                 self.principal.clone(),
-                self.shares.clone(),
+                self.shares
+                    .get_or_insert_with(|| self.broker.shares())
+                    .clone(),
                 Arc::clone(&self.outbox),
                 self.version,
             )

@@ -84,10 +84,11 @@ struct Session {
     /// delivery written): queues that passed this connection over may dispatch again.
     settled: bool,
     txs: transactions::Transactions,
-    /// This connection's shares of queue and history storage.
-    shares: crate::broker::Shares,
-    /// What its application messages waiting for their handler may hold.
-    app_budget: Arc<crate::budget::Budget>,
+    /// This connection's shares of queue and history storage, made at its first SEND (a
+    /// subscriber that never publishes pays nothing for them).
+    shares: Option<crate::broker::Shares>,
+    /// What its application messages waiting for their handler may hold, made at the first.
+    app_budget: Option<Arc<crate::budget::Budget>>,
     counters: LocalCounters,
     heartbeat: Heartbeat,
     next_seq: u64,
@@ -147,12 +148,12 @@ pub async fn run(
     );
     let now = Instant::now();
     let mut session = Session {
-        outbox: Arc::new(Outbox::with_budget(
+        outbox: Arc::new(Outbox::with_unsettled_limit(
             cfg.outbox.max_messages,
             cfg.outbox.max_bytes,
             // Its own budget only: the messages are shared (queues and histories count them),
             // and no other client can take a connection's room to receive.
-            crate::budget::Budget::new(cfg.stomp.max_unacked_bytes, None),
+            cfg.stomp.max_unacked_bytes,
         )),
         broker: Arc::clone(&broker),
         conn,
@@ -166,11 +167,9 @@ pub async fn run(
         catching_up: std::collections::VecDeque::new(),
         pump_due: false,
         settled: false,
-        txs: transactions::Transactions::new(
-            broker.session_budget(cfg.stomp.max_transaction_bytes),
-        ),
-        shares: broker.shares(),
-        app_budget: broker.session_budget(cfg.app.max_pending_bytes),
+        txs: transactions::Transactions::default(),
+        shares: None,
+        app_budget: None,
         counters: LocalCounters::default(),
         heartbeat: Heartbeat::default(),
         next_seq: 0,

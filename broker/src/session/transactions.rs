@@ -38,21 +38,11 @@ struct Tx {
     ops: Vec<(TxOp, Charge)>,
 }
 
-/// A session's open transactions and what they may hold.
-#[derive(Debug)]
+/// A session's open transactions and what they may hold (a budget made at the first BEGIN).
+#[derive(Debug, Default)]
 pub(super) struct Transactions {
     open: HashMap<String, Tx>,
-    budget: Arc<Budget>,
-}
-
-impl Transactions {
-    /// None open; `budget` bounds what all of them hold.
-    pub(super) fn new(budget: Arc<Budget>) -> Self {
-        Self {
-            open: HashMap::new(),
-            budget,
-        }
-    }
+    budget: Option<Arc<Budget>>,
 }
 
 /// Copies `headers` (those `keep` accepts) and `body` into one fresh allocation. Returns the
@@ -182,8 +172,12 @@ impl Session {
                 limit: format!("{} frames", cfg.max_transaction_frames),
             });
         }
-        let Some(charge) = self.txs.budget.try_charge(bytes) else {
-            let limit = if self.txs.budget.used() + bytes > self.txs.budget.limit() {
+        let budget = self
+            .txs
+            .budget
+            .get_or_insert_with(|| self.broker.session_budget(cfg.max_transaction_bytes));
+        let Some(charge) = budget.try_charge(bytes) else {
+            let limit = if budget.used() + bytes > budget.limit() {
                 format!(
                     "{} bytes in this connection's open transactions (stomp.max_transaction_bytes)",
                     cfg.max_transaction_bytes
