@@ -7,36 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use broker::auth::hash_password;
 use broker::client::Client;
-use broker::config::{AccessRule, AppRoute, DestinationRule, StaticUser};
+use broker::config::{AppRoute, DestinationRule};
 use common::*;
 use stomp_codec::{Command, Frame};
-
-fn rule(pattern: &str, subscribe: Option<&[&str]>, publish: Option<&[&str]>) -> AccessRule {
-    let list = |l: Option<&[&str]>| l.map(|l| l.iter().map(|s| s.to_string()).collect());
-    AccessRule {
-        pattern: pattern.into(),
-        subscribe: list(subscribe),
-        publish: list(publish),
-    }
-}
-
-fn user(name: &str, roles: &[&str]) -> StaticUser {
-    StaticUser {
-        name: name.into(),
-        password_hash: hash_password("pw").unwrap(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-    }
-}
-
-async fn login(server: &broker::Server, name: &str) -> Client {
-    let mut c = ws(server).await;
-    c.connect(&[("login", name), ("passcode", "pw")])
-        .await
-        .expect("CONNECTED");
-    c
-}
 
 /// Nothing arrives on `c` for a while: waits for a fence's receipt instead of sleeping.
 async fn nothing_for(c: &mut Client, fence: &mut Client) {

@@ -10,15 +10,15 @@ mod common;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::client::Client;
 use bytes::{Bytes, BytesMut};
-use common::{WAIT, free_port};
+use common::WAIT;
+use common::process::{BrokerProcess, http_get, rss_kib};
 use stomp_codec::{Command, Decoded, Decoder, DecoderConfig, Frame, Version, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -51,25 +51,6 @@ const FLOOD_BODY: usize = 1024;
 // ---------------------------------------------------------------------------------------------
 // The broker process.
 
-/// The `stompbox` child process; killed when dropped, so a failing test leaves nothing behind.
-struct BrokerProcess {
-    child: Child,
-    pid: u32,
-    http: SocketAddr,
-    tcp: SocketAddr,
-    dir: PathBuf,
-    log: PathBuf,
-    peak_rss_kib: u64,
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn config_toml(http: u16, tcp: u16) -> String {
     format!(
         r#"
@@ -101,109 +82,19 @@ slow_consumer = "drop"
     )
 }
 
-impl BrokerProcess {
-    async fn start() -> Self {
-        let http = free_port();
-        let mut tcp = free_port();
-        for _ in 0..10 {
-            if tcp != http {
-                break;
-            }
-            tcp = free_port();
-        }
-        assert_ne!(tcp, http, "two distinct free ports");
-        let dir =
-            std::env::temp_dir().join(format!("stompbox-hostile-{}-{http}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("hostile.toml");
-        std::fs::write(&cfg, config_toml(http, tcp)).unwrap();
-        let log = dir.join("broker.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Process::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("stompbox starts");
-        let mut b = Self {
-            pid: child.id(),
-            child,
-            http: SocketAddr::from(([127, 0, 0, 1], http)),
-            tcp: SocketAddr::from(([127, 0, 0, 1], tcp)),
-            dir,
-            log,
-            peak_rss_kib: 0,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = b.child.try_wait().unwrap() {
-                panic!("stompbox exited at start ({status}):\n{}", b.log_text());
-            }
-            if let Some((200, _)) = http_get(b.http, "/healthz").await {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stompbox did not answer /healthz within 10 s:\n{}",
-                b.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        b
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Samples VmRSS, records the peak, and asserts the bound and that the process lives.
-    fn sample_rss(&mut self, when: &str) -> u64 {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("stompbox died ({status}) {when}:\n{}", self.log_text());
-        }
-        let kib = rss_kib(self.pid);
-        self.peak_rss_kib = self.peak_rss_kib.max(kib);
-        eprintln!(
-            "[hostile] {when}: VmRSS {:.1} MiB (peak {:.1} MiB)",
-            kib as f64 / 1024.0,
-            self.peak_rss_kib as f64 / 1024.0
-        );
-        assert!(
-            kib < RSS_LIMIT_KIB,
-            "broker VmRSS {kib} KiB {when} exceeds the bound of {RSS_LIMIT_KIB} KiB"
-        );
-        kib
-    }
+/// Starts the broker with `config_toml` (see `common::process`).
+async fn start_broker() -> BrokerProcess {
+    BrokerProcess::start(BIN, "hostile", config_toml).await
 }
 
-/// The resident set of a process, from /proc/<pid>/status.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
-/// A plain HTTP GET with `Connection: close`: status and whole response, or `None` if the
-/// connection was refused or broke or took longer than `WAIT`.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.ok()?;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split(' ').nth(1)?.parse().ok()?;
-        Some((status, text))
-    };
-    timeout(WAIT, exchange).await.ok().flatten()
+/// Samples VmRSS (recording the peak) and asserts the bound.
+fn sample(b: &mut BrokerProcess, when: &str) -> u64 {
+    let kib = b.sample_rss(when);
+    assert!(
+        kib < RSS_LIMIT_KIB,
+        "broker VmRSS {kib} KiB {when} exceeds the bound of {RSS_LIMIT_KIB} KiB"
+    );
+    kib
 }
 
 /// The value of the first sample of `series` in a /metrics text.
@@ -714,7 +605,7 @@ async fn never_reading_subscriber(b: &mut BrokerProcess, canary: &mut Canary) {
         .and_then(|(_, t)| metric(&t, dropped_series))
         .unwrap_or(0.0);
 
-    let rss_before = b.sample_rss("before the publish flood");
+    let rss_before = sample(b, "before the publish flood");
     let url = format!("ws://{}/ws", b.http);
     let mut publisher = ws_session(&url).await;
     let done = Arc::new(AtomicBool::new(false));
@@ -799,9 +690,9 @@ async fn never_reading_subscriber(b: &mut BrokerProcess, canary: &mut Canary) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_neither_crash_nor_starve_the_broker() {
     let test_started = Instant::now();
-    let mut b = BrokerProcess::start().await;
+    let mut b = start_broker().await;
     let url = format!("ws://{}/ws", b.http);
-    b.sample_rss("at start");
+    sample(&mut b, "at start");
     let mut canary = Canary::new(&url).await;
     canary.round_trip("at start").await;
 
@@ -856,7 +747,7 @@ async fn after(b: &mut BrokerProcess, canary: &mut Canary, scenario: &str) {
     let when = format!("after scenario {scenario}");
     let took = canary.round_trip(&when).await;
     eprintln!("[hostile] {when}: canary round trip {took:?}");
-    b.sample_rss(&when);
+    sample(b, &when);
 }
 
 /// A well-behaved publisher that streams complete frames without pause through a buffered
@@ -867,7 +758,7 @@ async fn after(b: &mut BrokerProcess, canary: &mut Canary, scenario: &str) {
 /// deadline must restart with each frame, not run from the first partial one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_streaming_whole_frames_through_a_buffered_writer_is_not_timed_out() {
-    let b = BrokerProcess::start().await;
+    let b = start_broker().await;
     let mut canary = Canary::new(&format!("ws://{}/ws", b.http)).await;
     let mut publisher = Client::tcp(b.tcp).await.unwrap();
     publisher.connect(&[]).await.unwrap();

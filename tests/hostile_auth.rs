@@ -10,12 +10,12 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::client::Client;
 use bytes::Bytes;
-use common::{WAIT, free_port};
+use common::WAIT;
+use common::process::{BrokerProcess, http_get, rss_kib};
 use stomp_codec::{Command, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -50,22 +50,19 @@ const FLOOD_ADDRESSES: u8 = 16;
 // ---------------------------------------------------------------------------------------------
 // The broker process.
 
-struct BrokerProcess {
-    child: Child,
-    pid: u32,
-    http: SocketAddr,
+/// The broker process (see `common::process`) and its memory at start.
+struct AuthBroker {
+    process: BrokerProcess,
     tcp: SocketAddr,
-    dir: PathBuf,
-    log: PathBuf,
+    http: SocketAddr,
     rss_at_start_kib: u64,
-    peak_rss_kib: u64,
+    /// Holds the JWT secret file the configuration names.
+    secret_dir: PathBuf,
 }
 
-impl Drop for BrokerProcess {
+impl Drop for AuthBroker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.secret_dir);
     }
 }
 
@@ -96,87 +93,35 @@ password_hash = "{bob}"
     )
 }
 
-impl BrokerProcess {
+impl AuthBroker {
     async fn start() -> Self {
-        let http = free_port();
-        let mut tcp = free_port();
-        for _ in 0..10 {
-            if tcp != http {
-                break;
-            }
-            tcp = free_port();
-        }
-        assert_ne!(tcp, http, "two distinct free ports");
-        let dir = std::env::temp_dir().join(format!(
-            "stompbox-hostile-auth-{}-{http}",
+        let secret_dir = std::env::temp_dir().join(format!(
+            "stompbox-hostile-auth-secret-{}",
             std::process::id()
         ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("hostile-auth.toml");
-        let alice = broker::auth::hash_password("alice-password").unwrap();
-        let bob = broker::auth::hash_password("bob-password").unwrap();
-        let secret = dir.join("jwt.secret");
+        std::fs::create_dir_all(&secret_dir).unwrap();
+        let secret = secret_dir.join("jwt.secret");
         std::fs::write(&secret, JWT_SECRET).unwrap();
         let secret = secret.display().to_string();
-        std::fs::write(&cfg, config_toml(http, tcp, &alice, &bob, &secret)).unwrap();
-        let log = dir.join("broker.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Process::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("stompbox starts");
-        let mut b = Self {
-            pid: child.id(),
-            child,
-            http: SocketAddr::from(([127, 0, 0, 1], http)),
-            tcp: SocketAddr::from(([127, 0, 0, 1], tcp)),
-            dir,
-            log,
-            rss_at_start_kib: 0,
-            peak_rss_kib: 0,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = b.child.try_wait().unwrap() {
-                panic!("stompbox exited at start ({status}):\n{}", b.log_text());
-            }
-            if http_get(b.http, "/healthz").await.is_some() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stompbox did not answer /healthz within 10 s:\n{}",
-                b.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let alice = broker::auth::hash_password("alice-password").unwrap();
+        let bob = broker::auth::hash_password("bob-password").unwrap();
+        let process = BrokerProcess::start(BIN, "hostile-auth", |http, tcp| {
+            config_toml(http, tcp, &alice, &bob, &secret)
+        })
+        .await;
+        Self {
+            tcp: process.tcp,
+            http: process.http,
+            rss_at_start_kib: rss_kib(process.pid),
+            process,
+            secret_dir,
         }
-        b.rss_at_start_kib = rss_kib(b.pid);
-        b
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Samples VmRSS and asserts its growth since start stays within the bound.
     fn sample_rss(&mut self, when: &str) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("stompbox died ({status}) {when}:\n{}", self.log_text());
-        }
-        let kib = rss_kib(self.pid);
-        self.peak_rss_kib = self.peak_rss_kib.max(kib);
+        let kib = self.process.sample_rss(when);
         let growth = kib.saturating_sub(self.rss_at_start_kib);
-        eprintln!(
-            "[hostile-auth] {when}: VmRSS {:.1} MiB (+{:.1} MiB since start, peak {:.1} MiB)",
-            kib as f64 / 1024.0,
-            growth as f64 / 1024.0,
-            self.peak_rss_kib as f64 / 1024.0
-        );
         assert!(
             growth < RSS_GROWTH_LIMIT_KIB,
             "broker VmRSS grew by {growth} KiB {when}, over the bound of {RSS_GROWTH_LIMIT_KIB} KiB"
@@ -185,7 +130,7 @@ impl BrokerProcess {
 
     /// A counter from /metrics; `None` when the broker does not export it.
     async fn metric(&self, series: &str) -> Option<f64> {
-        let text = http_get(self.http, "/metrics").await.expect("/metrics");
+        let (_, text) = http_get(self.http, "/metrics").await.expect("/metrics");
         text.lines()
             .find(|l| l.starts_with(series))
             .and_then(|l| l.rsplit(' ').next())
@@ -203,30 +148,6 @@ impl BrokerProcess {
             .await
             .expect("the broker counts throttled logins")
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
-/// A plain HTTP GET; the whole response, or `None` if it failed or took longer than `WAIT`.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.ok()?;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        text.starts_with("HTTP/1.1 200").then_some(text)
-    };
-    timeout(WAIT, exchange).await.ok().flatten()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,7 +308,7 @@ impl Canary {
 /// and each client hanging up at once, while a valid user logs in again and again from
 /// another address. Every valid login must complete within `LOGIN_DEADLINE`. Returns the
 /// slowest valid login.
-async fn flood_of_hung_up_connects(b: &mut BrokerProcess, canary: &mut Canary) -> Duration {
+async fn flood_of_hung_up_connects(b: &mut AuthBroker, canary: &mut Canary) -> Duration {
     let tcp = b.tcp;
     let mut slowest = Duration::ZERO;
     for round in 0..FLOOD_ROUNDS {
@@ -425,7 +346,7 @@ async fn flood_of_hung_up_connects(b: &mut BrokerProcess, canary: &mut Canary) -
 
 /// Guessing alice's password from one address (which stays connected for each answer):
 /// the first `FAILURES_PER_ADDRESS` are verified, the rest refused without a hash.
-async fn guessing_from_one_address(b: &BrokerProcess) {
+async fn guessing_from_one_address(b: &AuthBroker) {
     let checks = b.checks().await;
     let throttled = b.throttled().await;
     let guesses = 25;
@@ -451,7 +372,7 @@ async fn guessing_from_one_address(b: &BrokerProcess) {
 
 /// Guessing alice's password from many addresses, one guess each: the name's budget is spent
 /// (by the previous attack), so none is verified.
-async fn guessing_from_many_addresses(b: &BrokerProcess) {
+async fn guessing_from_many_addresses(b: &AuthBroker) {
     let checks = b.checks().await;
     for n in 100..130 {
         let answer = login_from(loopback(n), b.tcp, "alice", "spray").await;
@@ -465,7 +386,7 @@ async fn guessing_from_many_addresses(b: &BrokerProcess) {
 /// The throttle is no lock-out button: alice still logs in from where she logged in before,
 /// bob (another name) from a fresh address; only alice at a never-seen address waits out the
 /// window (the documented trade-off).
-async fn owners_are_not_locked_out(b: &BrokerProcess) {
+async fn owners_are_not_locked_out(b: &AuthBroker) {
     assert_eq!(
         login_from(loopback(1), b.tcp, "alice", "alice-password").await,
         Answer::Connected,
@@ -490,7 +411,7 @@ async fn owners_are_not_locked_out(b: &BrokerProcess) {
 
 /// Tokens whose `exp` no clock can hold, or that is no time at all, properly signed: each is
 /// refused with an ERROR (a session that panicked would close without one), none is hashed.
-async fn tokens_with_hostile_exp(b: &BrokerProcess) {
+async fn tokens_with_hostile_exp(b: &AuthBroker) {
     let checks = b.checks().await;
     let exps = [
         serde_json::json!(u64::MAX),
@@ -518,7 +439,7 @@ async fn tokens_with_hostile_exp(b: &BrokerProcess) {
 /// Unknown logins (each verified against the decoy) from 16 addresses, 4 each at once,
 /// staying connected: verification runs flat out on every slot while the canary round-trips;
 /// memory must stay within slots × hash memory.
-async fn concurrent_wrong_passwords(b: &BrokerProcess, canary: &mut Canary) {
+async fn concurrent_wrong_passwords(b: &AuthBroker, canary: &mut Canary) {
     let mut all = Vec::new();
     for a in 0..16u8 {
         for i in 0..4 {
@@ -547,7 +468,7 @@ async fn concurrent_wrong_passwords(b: &BrokerProcess, canary: &mut Canary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
-    let mut b = BrokerProcess::start().await;
+    let mut b = AuthBroker::start().await;
     let url = format!("ws://{}/ws", b.http);
     b.sample_rss("at start");
     let mut canary = Canary::new(&url).await;
@@ -591,7 +512,7 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
     canary.round_trip("after concurrent wrong passwords").await;
     b.sample_rss("after concurrent wrong passwords");
 
-    let log = b.log_text();
+    let log = b.process.log_text();
     assert!(
         !log.contains("panicked"),
         "the broker logged a panic:\n{log}"
@@ -599,7 +520,7 @@ async fn authentication_floods_neither_delay_valid_logins_nor_grow_memory() {
     eprintln!(
         "[hostile-auth] done: slowest canary round trip {:?}, VmRSS peak {:.1} MiB (start {:.1} MiB, growth bound {} MiB)",
         canary.slowest,
-        b.peak_rss_kib as f64 / 1024.0,
+        b.process.peak_rss_kib as f64 / 1024.0,
         b.rss_at_start_kib as f64 / 1024.0,
         RSS_GROWTH_LIMIT_KIB / 1024
     );

@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use broker::auth::hash_password;
 use broker::client::Client;
-use broker::config::{AccessRule, RatePolicy, StaticUser};
+use broker::config::RatePolicy;
 use bytes::Bytes;
 use common::*;
 use stomp_codec::{Command, Frame, Headers};
@@ -25,31 +24,6 @@ fn metric_now(server: &broker::Server, series: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-fn rule(pattern: &str, subscribe: Option<&[&str]>, publish: Option<&[&str]>) -> AccessRule {
-    let list = |l: Option<&[&str]>| l.map(|l| l.iter().map(|s| s.to_string()).collect());
-    AccessRule {
-        pattern: pattern.into(),
-        subscribe: list(subscribe),
-        publish: list(publish),
-    }
-}
-
-fn user(name: &str, roles: &[&str]) -> StaticUser {
-    StaticUser {
-        name: name.into(),
-        password_hash: hash_password("pw").unwrap(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-    }
-}
-
-async fn login(server: &broker::Server, name: &str) -> Client {
-    let mut c = ws(server).await;
-    c.connect(&[("login", name), ("passcode", "pw")])
-        .await
-        .expect("CONNECTED");
-    c
 }
 
 /// Sends `frame` and expects ERROR "access denied" then the close.

@@ -239,3 +239,36 @@ pub async fn assert_quiet(c: &mut Client) {
         }
     }
 }
+
+/// An access rule for `pattern`: who may subscribe and who may publish (`None`: left to later
+/// rules).
+pub fn rule(
+    pattern: &str,
+    subscribe: Option<&[&str]>,
+    publish: Option<&[&str]>,
+) -> broker::config::AccessRule {
+    let list = |l: Option<&[&str]>| l.map(|l| l.iter().map(|s| s.to_string()).collect());
+    broker::config::AccessRule {
+        pattern: pattern.into(),
+        subscribe: list(subscribe),
+        publish: list(publish),
+    }
+}
+
+/// A static user whose password is `pw`.
+pub fn user(name: &str, roles: &[&str]) -> broker::config::StaticUser {
+    broker::config::StaticUser {
+        name: name.into(),
+        password_hash: broker::auth::hash_password("pw").unwrap(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// A WebSocket session logged in as `name` (password `pw`).
+pub async fn login(server: &Server, name: &str) -> Client {
+    let mut c = ws(server).await;
+    c.connect(&[("login", name), ("passcode", "pw")])
+        .await
+        .expect("CONNECTED");
+    c
+}
