@@ -63,19 +63,15 @@ impl Session {
                     .history
                     .as_ref()
                     .is_none_or(|h| h.pump(&self.broker, self.conn, key)),
-                Some(CatchingUp::Presence {
-                    base,
-                    subscriber,
-                    receipt,
-                }) => {
+                Some(CatchingUp::Presence(p)) => {
                     let live = presence_join(
                         &self.broker,
-                        base,
+                        &p.base,
                         &sub.registry_key,
-                        subscriber,
+                        &p.subscriber,
                         &sub.destination,
                     );
-                    if live && let Some(r) = receipt.take() {
+                    if live && let Some(r) = p.receipt.take() {
                         let size = r.len();
                         let _ = self.outbox.push_credited(Outbound::Frame(r), size);
                     }

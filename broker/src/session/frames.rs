@@ -506,11 +506,13 @@ impl Session {
                     if !presence_join(&self.broker, base, &registry_key, &subscriber, &destination)
                     {
                         self.receipt_deferred = receipt.is_some();
-                        catching_up = Some(CatchingUp::Presence {
-                            base: base.to_owned(),
-                            subscriber,
-                            receipt,
-                        });
+                        catching_up = Some(CatchingUp::Presence(Box::new(
+                            super::subscriptions::PresenceCatchup {
+                                base: base.to_owned(),
+                                subscriber,
+                                receipt,
+                            },
+                        )));
                     }
                     (Source::Exact, credit)
                 } else if let Some(history) = &history {
@@ -584,9 +586,8 @@ impl Session {
             if sub.catching_up.is_some() {
                 self.catching_up.retain(|k| *k != key);
             }
-            if let Some(CatchingUp::Presence {
-                receipt: Some(r), ..
-            }) = &sub.catching_up
+            if let Some(CatchingUp::Presence(p)) = &sub.catching_up
+                && let Some(r) = &p.receipt
             {
                 // The SUBSCRIBE's RECEIPT is still owed, whatever followed it.
                 let _ = self

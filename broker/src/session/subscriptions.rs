@@ -89,16 +89,21 @@ pub struct Subscription {
 pub enum CatchingUp {
     /// Its history hands it the entries after its position (`History::pump`).
     History,
-    /// A presence companion whose snapshot did not fit the outbox yet: registered, with the
-    /// snapshot of that moment, once it does.
-    Presence {
-        /// The destination whose presence it reports.
-        base: String,
-        /// The subscriber to register.
-        subscriber: crate::registry::Subscriber,
-        /// The SUBSCRIBE's RECEIPT, sent once it is live.
-        receipt: Option<crate::wire::WireFrame>,
-    },
+    /// A presence companion whose snapshot did not fit the outbox yet (boxed: rare, and it
+    /// would otherwise enlarge every subscription).
+    Presence(Box<PresenceCatchup>),
+}
+
+/// A presence companion waiting for room for its snapshot: registered, with the snapshot
+/// of that moment, once it has.
+#[derive(Debug)]
+pub struct PresenceCatchup {
+    /// The destination whose presence it reports.
+    pub base: String,
+    /// The subscriber to register.
+    pub subscriber: crate::registry::Subscriber,
+    /// The SUBSCRIBE's RECEIPT, sent once it is live.
+    pub receipt: Option<crate::wire::WireFrame>,
 }
 
 impl Subscriptions {
