@@ -15,14 +15,10 @@ use std::time::{Duration, Instant};
 use broker::client::Client;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::WAIT;
-use common::process::{BrokerProcess, http_get};
+use common::process::{BrokerProcess, Canary, http_get, ws_session_at};
 use stomp_codec::{Command, Frame};
-use tokio::time::timeout;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stompbox");
-/// How long the canary's round trip may take, whatever the attackers do.
-const CANARY_DEADLINE: Duration = Duration::from_secs(1);
-const CANARY_TOPIC: &str = "/topic/canary";
 
 fn config(http: u16, tcp: u16) -> String {
     format!(
@@ -50,46 +46,6 @@ pattern = "/topic/room/*"
 presence = true
 "#
     )
-}
-
-struct Canary {
-    client: Client,
-    sent: u32,
-}
-
-impl Canary {
-    async fn new(url: &str) -> Self {
-        let mut client = session(url).await;
-        client
-            .subscribe("canary", CANARY_TOPIC, &[])
-            .await
-            .expect("canary subscribes");
-        Self { client, sent: 0 }
-    }
-
-    async fn round_trip(&mut self, when: &str) {
-        self.sent += 1;
-        let body = format!("canary {}", self.sent);
-        let c = &mut self.client;
-        let exchange = async {
-            c.publish(CANARY_TOPIC, &body).await?;
-            c.expect(Command::Message, CANARY_DEADLINE).await
-        };
-        match timeout(CANARY_DEADLINE, exchange).await {
-            Ok(Ok(m)) => assert_eq!(m.body, Bytes::from(body), "canary {when}"),
-            Ok(Err(e)) => panic!("canary failed {when}: {e}"),
-            Err(_) => panic!("canary had no answer within {CANARY_DEADLINE:?} {when}"),
-        }
-    }
-}
-
-async fn session(url: &str) -> Client {
-    let mut c = timeout(WAIT, Client::websocket(url, &[]))
-        .await
-        .expect("handshake in time")
-        .expect("websocket connects");
-    c.connect(&[]).await.expect("CONNECTED");
-    c
 }
 
 fn frame_bytes(frame: &Frame) -> BytesMut {
@@ -135,7 +91,7 @@ async fn metric_until(b: &BrokerProcess, series: &str, cond: impl Fn(f64) -> boo
 /// the whole frames were held). Transactional SENDs are charged at their real size against
 /// `max_transaction_bytes` (2 MiB for all of a connection's transactions).
 async fn transactions_of_fat_frames(url: &str) {
-    let mut c = session(url).await;
+    let mut c = ws_session_at(url).await;
     for tx in 0..4 {
         c.send(&Frame::new(Command::Begin).header("transaction", format!("t{tx}")))
             .await
@@ -155,7 +111,7 @@ async fn transactions_of_fat_frames(url: &str) {
         }
     }
     // SENDs of 60 KB in a transaction: refused once they hold 2 MiB.
-    let mut t = session(url).await;
+    let mut t = ws_session_at(url).await;
     t.send(&Frame::new(Command::Begin).header("transaction", "big"))
         .await
         .unwrap();
@@ -200,7 +156,7 @@ async fn fence(c: &mut Client, id: &str) {
 /// Item 2: one-byte bodies, each sent in its own 63 KB WebSocket message (the rest EOLs), to
 /// a queue nobody consumes: each is held at its own size, not its message's.
 async fn tiny_bodies_in_large_messages(url: &str) {
-    let mut c = session(url).await;
+    let mut c = ws_session_at(url).await;
     for i in 0..2_200 {
         let mut msg = frame_bytes(&send_frame("/queue/pinned", "x"));
         msg.put_bytes(b'\n', 63_000);
@@ -215,12 +171,12 @@ async fn tiny_bodies_in_large_messages(url: &str) {
 /// Item 2: a consumer reads 60 KB messages from a queue and never acknowledges: it holds at
 /// most `max_unacked_bytes` (2 MiB); the rest waits in the queue, within its share.
 async fn never_acknowledging_consumer(url: &str) {
-    let mut consumer = session(url).await;
+    let mut consumer = ws_session_at(url).await;
     consumer
         .subscribe("q", "/queue/unacked", &[("ack", "client-individual")])
         .await
         .unwrap();
-    let mut producer = session(url).await;
+    let mut producer = ws_session_at(url).await;
     let body = Bytes::from(vec![b'u'; 60_000]);
     for i in 0..2_250 {
         producer
@@ -248,7 +204,7 @@ async fn never_acknowledging_consumer(url: &str) {
 /// Item 3: one WebSocket message of 300 SUBSCRIBEs, each resuming a 1,000-message history,
 /// from a client that never reads: it holds its outbox, not 300 replays.
 async fn resuming_subscribes_never_read(url: &str) -> Client {
-    let mut publisher = session(url).await;
+    let mut publisher = ws_session_at(url).await;
     let body = "r".repeat(1_000);
     for i in 0..1_000 {
         publisher
@@ -259,7 +215,7 @@ async fn resuming_subscribes_never_read(url: &str) -> Client {
             fence(&mut publisher, &format!("h-{i}")).await;
         }
     }
-    let mut c = session(url).await;
+    let mut c = ws_session_at(url).await;
     let mut all = BytesMut::new();
     for i in 0..300 {
         all.extend_from_slice(&frame_bytes(
@@ -290,7 +246,7 @@ async fn metric_now(b: &BrokerProcess, series: &str) -> f64 {
 /// overhead and its message) to the queues' budget, which evicts the least recently used;
 /// once idle, the rest are forgotten.
 async fn thousands_of_queue_names(b: &BrokerProcess) {
-    let mut c = session(&b.ws_url()).await;
+    let mut c = ws_session_at(&b.ws_url()).await;
     for i in 0..20_000 {
         c.send(&send_frame(&format!("/queue/name/{i}"), "x"))
             .await
@@ -320,7 +276,7 @@ async fn abandoned_histories(b: &BrokerProcess) {
     let body = Bytes::from(vec![b'a'; 30_000]);
     let mut refused = 0;
     for conn in 0..4 {
-        let mut c = session(url).await;
+        let mut c = ws_session_at(url).await;
         // 400 × 30 KB is more than a connection's share (50 % of 16 MiB).
         for i in 0..400 {
             let f = send_frame(&format!("/topic/hist/abandoned/{conn}/{i}"), body.clone())
@@ -349,9 +305,9 @@ async fn abandoned_histories(b: &BrokerProcess) {
     );
     let held = metric_until(b, "stompbox_history_bytes", |_| true).await;
     assert!(held <= 16_777_216.0, "histories hold {held} bytes");
-    let mut c = session(url).await;
+    let mut c = ws_session_at(url).await;
     let first = {
-        let mut watcher = session(url).await;
+        let mut watcher = ws_session_at(url).await;
         watcher
             .subscribe("w", "/topic/hist/legit", &[])
             .await
@@ -369,7 +325,7 @@ async fn abandoned_histories(b: &BrokerProcess) {
             .unwrap();
     }
     fence(&mut c, "legit-end").await;
-    let mut resumer = session(url).await;
+    let mut resumer = ws_session_at(url).await;
     resumer
         .subscribe("r", "/topic/hist/legit", &[("resume-from", first.as_str())])
         .await

@@ -11,12 +11,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use broker::client::Client;
-use bytes::Bytes;
 use common::WAIT;
-use common::process::{BrokerProcess, http_get};
+use common::process::{BrokerProcess, CANARY_DEADLINE, Canary, http_get, ws_session_at};
 use stomp_codec::{Command, Frame};
 use tokio::time::timeout;
 
@@ -28,7 +27,6 @@ const MAX_DESTINATION_SEGMENTS: usize = 32;
 
 /// How long the canary's round trip (and an attacker's own RECEIPT) may take. A deadline
 /// against starvation, not a performance target: the work behind it is microseconds.
-const CANARY_DEADLINE: Duration = Duration::from_secs(1);
 /// The bound on the broker's VmRSS growth over all attacks.
 const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
 /// Glob subscriptions in the backtracking attack, with `FEWEST` to `FEWEST + GLOBS - 1` `a`.
@@ -52,53 +50,6 @@ max_destination_segments = {MAX_DESTINATION_SEGMENTS}
 slow_consumer = "drop"
 "#
     )
-}
-
-async fn session(url: &str) -> Client {
-    let mut c = timeout(WAIT, Client::websocket(url, &[]))
-        .await
-        .expect("websocket handshake in time")
-        .expect("websocket connects");
-    c.connect(&[]).await.expect("CONNECTED");
-    c
-}
-
-/// Subscribes to its own topic and must get its message back within `CANARY_DEADLINE`.
-struct Canary {
-    client: Client,
-    sent: u32,
-}
-
-impl Canary {
-    async fn new(url: &str) -> Self {
-        let mut client = session(url).await;
-        client
-            .subscribe("canary", "/topic/canary", &[])
-            .await
-            .expect("canary subscribes");
-        Self { client, sent: 0 }
-    }
-
-    async fn round_trip(&mut self, when: &str) {
-        self.sent += 1;
-        let body = format!("canary {}", self.sent);
-        let started = Instant::now();
-        let c = &mut self.client;
-        let exchange = async {
-            c.publish("/topic/canary", &body).await?;
-            c.expect(Command::Message, CANARY_DEADLINE).await
-        };
-        let m = match timeout(CANARY_DEADLINE, exchange).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => panic!("canary failed {when}: {e}"),
-            Err(_) => panic!("canary got no answer within {CANARY_DEADLINE:?} {when}"),
-        };
-        assert_eq!(m.body, Bytes::from(body), "canary's own message {when}");
-        eprintln!(
-            "[patterns] {when}: canary round trip {:?}",
-            started.elapsed()
-        );
-    }
 }
 
 /// A SEND with a receipt; the RECEIPT must come within `CANARY_DEADLINE` (the publish,
@@ -151,7 +102,7 @@ fn deep(n: usize) -> String {
 /// Scenario 1: `**` as often as the segment limit allows (in runs, and alternating with a
 /// literal so they cannot be merged), then SENDs to the deepest destination allowed.
 async fn many_double_stars(url: &str) {
-    let mut attacker = session(url).await;
+    let mut attacker = ws_session_at(url).await;
     // 1 + 1 + 29 + 1 = 32 segments.
     let runs = format!("/topic{}/zzz", "/**".repeat(29));
     // 1 + 1 + 2 * 14 + 1 = 31 segments.
@@ -186,7 +137,7 @@ async fn many_double_stars(url: &str) {
 /// Scenario 2: `GLOBS` distinct `*` + `a…a` + `b` subscriptions, then SENDs to `a…a` at the
 /// length limit, which every glob must scan.
 async fn backtracking_globs(url: &str) {
-    let mut attacker = session(url).await;
+    let mut attacker = ws_session_at(url).await;
     let prefix = "/topic/g/*";
     // About half as many `a` as the destination has: the most work for a backtracking glob.
     for i in 0..GLOBS {
@@ -241,7 +192,7 @@ async fn over_the_limits(url: &str) {
         ),
     ];
     for (command, destination, expected) in cases {
-        let mut c = session(url).await;
+        let mut c = ws_session_at(url).await;
         c.send(
             &Frame::new(command)
                 .header("id", "0")

@@ -144,3 +144,61 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     };
     timeout(WAIT, exchange).await.ok().flatten()
 }
+
+/// A STOMP 1.2 session over WebSocket at `url`, within `WAIT`.
+pub async fn ws_session_at(url: &str) -> broker::client::Client {
+    let mut c = timeout(WAIT, broker::client::Client::websocket(url, &[]))
+        .await
+        .expect("websocket handshake in time")
+        .expect("websocket connects");
+    c.connect(&[]).await.expect("CONNECTED");
+    c
+}
+
+/// How long a canary's round trip may take, whatever attackers do: a deadline, not a
+/// performance target.
+pub const CANARY_DEADLINE: Duration = Duration::from_secs(1);
+
+/// A well-behaved client of the hostile suites: it publishes to a topic it subscribes to and
+/// must get its message back within `CANARY_DEADLINE`.
+#[derive(Debug)]
+pub struct Canary {
+    client: broker::client::Client,
+    sent: u32,
+}
+
+impl Canary {
+    /// Connects and subscribes to `/topic/canary`.
+    pub async fn new(url: &str) -> Self {
+        let mut client = ws_session_at(url).await;
+        client
+            .subscribe("canary", "/topic/canary", &[])
+            .await
+            .expect("canary subscribes");
+        Self { client, sent: 0 }
+    }
+
+    /// One round trip; panics naming `when` if it fails or misses its deadline.
+    pub async fn round_trip(&mut self, when: &str) {
+        self.sent += 1;
+        let body = format!("canary {}", self.sent);
+        let started = Instant::now();
+        let c = &mut self.client;
+        let exchange = async {
+            c.publish("/topic/canary", &body).await?;
+            c.expect(stomp_codec::Command::Message, CANARY_DEADLINE)
+                .await
+        };
+        let m = match timeout(CANARY_DEADLINE, exchange).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => panic!("canary failed {when}: {e}"),
+            Err(_) => panic!("canary got no answer within {CANARY_DEADLINE:?} {when}"),
+        };
+        assert_eq!(
+            m.body,
+            bytes::Bytes::from(body),
+            "canary's own message {when}"
+        );
+        eprintln!("[canary] {when}: round trip {:?}", started.elapsed());
+    }
+}

@@ -371,14 +371,7 @@ impl Cluster {
 
     /// A queue message was acknowledged by its consumer: done in Redis too.
     pub fn acknowledge(&self, r: &StreamRef) {
-        if let Some(set) = self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&r.key)
-        {
-            set.remove(&r.id);
-        }
+        self.release(r);
         // Best effort: an ack that cannot be sent leaves the message to be claimed again
         // later (at-least-once), which is the safe side.
         let _ = self.send(Outgoing::XAck {
